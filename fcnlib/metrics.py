@@ -1,0 +1,228 @@
+"""The paper's four segmentation metrics, all read off one confusion matrix.
+
+Let ``n_ij`` be the number of pixels of ground-truth class ``i`` predicted as class ``j`` and
+``t_i = sum_j n_ij`` the number of pixels of class ``i`` (FCN paper, section 5):
+
+- pixel accuracy:          ``sum_i n_ii / sum_i t_i``
+- mean accuracy:           ``(1/n_cl) sum_i n_ii / t_i``
+- mean IU:                 ``(1/n_cl) sum_i n_ii / (t_i + sum_j n_ji - n_ii)``
+- frequency weighted IU:   ``(sum_k t_k)^-1 sum_i t_i n_ii / (t_i + sum_j n_ji - n_ii)``
+
+A class whose ratio is 0/0 is skipped by the mean: mean accuracy skips classes absent from the
+ground truth, mean IU skips classes absent from both ground truth and prediction (a class that is
+predicted but never present scores IU 0 and does count). Pixels labelled ``ignore_index`` (255,
+PASCAL VOC's "void" border) are not counted at all.
+
+Accumulate the matrix over the whole evaluation set and compute once at the end: the mean of
+per-image mean IUs is a different (and not the paper's) number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["ConfusionMatrix", "Scores", "scores"]
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{100 * x:.1f}"  # x != x is True only for nan
+
+
+@dataclass(frozen=True, eq=False)
+class Scores:
+    """Metrics of one confusion matrix; floats in [0, 1], nan when undefined (see module doc).
+
+    ``iu`` and ``acc`` are per-class float64 CPU tensors of length ``n_classes``; ``confusion`` is
+    the int64 CPU matrix with rows = ground truth, columns = prediction.
+    """
+
+    pixel_acc: float
+    mean_acc: float
+    mean_iu: float
+    fw_iu: float
+    iu: torch.Tensor = field(repr=False)
+    acc: torch.Tensor = field(repr=False)
+    confusion: torch.Tensor = field(repr=False)
+
+    def as_dict(self) -> dict[str, float]:
+        """The four summary metrics, e.g. for logging."""
+        return {
+            "pixel_acc": self.pixel_acc,
+            "mean_acc": self.mean_acc,
+            "mean_iu": self.mean_iu,
+            "fw_iu": self.fw_iu,
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"pixel acc {_pct(self.pixel_acc)} | mean acc {_pct(self.mean_acc)} | "
+            f"mean IU {_pct(self.mean_iu)} | f.w. IU {_pct(self.fw_iu)}"
+        )
+
+    def to_table(self, class_names: list[str] | None = None) -> str:
+        """Plain-text table of per-class IU and accuracy in percent ("-" where undefined)."""
+        n = len(self.iu)
+        names = [str(c) for c in range(n)] if class_names is None else list(class_names)
+        if len(names) != n:
+            raise ValueError(f"got {len(names)} class names for {n} classes; pass one per class")
+        width = max(len("class"), *(len(s) for s in names))
+        rows = [f"{'class':<{width}}  {'IU':>6}  {'acc':>6}"]
+        for name, iu, acc in zip(names, self.iu.tolist(), self.acc.tolist(), strict=True):
+            rows.append(f"{name:<{width}}  {_pct(iu):>6}  {_pct(acc):>6}")
+        rows.append(f"{'mean':<{width}}  {_pct(self.mean_iu):>6}  {_pct(self.mean_acc):>6}")
+        return "\n".join(rows)
+
+
+class ConfusionMatrix:
+    """Accumulates ``n_ij`` (rows: ground truth i, columns: prediction j) over many batches.
+
+    Args:
+        n_classes: number of classes, labels are ``0 .. n_classes - 1``.
+        ignore_index: target label whose pixels are not counted (VOC's void, 255); None counts all.
+
+    Example:
+        >>> cm = ConfusionMatrix(3)
+        >>> target = torch.tensor([[0, 0, 1, 255]])
+        >>> cm.update(torch.tensor([[0, 1, 1, 2]]), target).compute().pixel_acc
+        0.6666666666666666
+    """
+
+    def __init__(self, n_classes: int, *, ignore_index: int | None = 255) -> None:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int):
+            raise TypeError(f"n_classes must be an int, got {type(n_classes).__name__}")
+        if n_classes < 1:
+            raise ValueError(f"n_classes must be >= 1, got {n_classes}; count the background too")
+        self.n_classes = n_classes
+        self.ignore_index = ignore_index
+        self.matrix = torch.zeros(n_classes, n_classes, dtype=torch.int64)
+
+    def __repr__(self) -> str:
+        return (
+            f"ConfusionMatrix(n_classes={self.n_classes}, ignore_index={self.ignore_index}, "
+            f"pixels={int(self.matrix.sum())}, device={self.matrix.device})"
+        )
+
+    def _check_values(self, name: str, values: torch.Tensor) -> None:
+        bad = (values < 0) | (values >= self.n_classes)
+        if not bool(bad.any()):
+            return
+        found = torch.unique(values[bad]).tolist()
+        listed = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
+        if self.ignore_index is None:
+            ignore = "ignore_index is None, so no label is ignored"
+        else:
+            ignore = f"pixels labelled {self.ignore_index} (ignore_index) are skipped"
+        raise ValueError(
+            f"{name} contains class ids [{listed}] outside the valid range "
+            f"[0, {self.n_classes - 1}] for n_classes={self.n_classes} ({ignore}). "
+            f"Check n_classes, or map such labels to the ignore label before scoring."
+        )
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> ConfusionMatrix:
+        """Count one batch. Returns self, so calls can be chained.
+
+        Args:
+            pred: integer class ids, any shape, e.g. (N, H, W) -- ``logits.argmax(1)``.
+            target: integer ground truth of the same shape and device; ``ignore_index`` skipped.
+        """
+        pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+        for name, t in (("pred", pred), ("target", target)):
+            if t.is_floating_point() or t.is_complex():
+                raise TypeError(
+                    f"{name} must hold integer class ids, got dtype {t.dtype}. For network "
+                    f"outputs pass `logits.argmax(1)` (argmax over the class dimension)."
+                )
+        if pred.shape != target.shape:
+            resize = pred.shape[-2:] != target.shape[-2:]
+            hint = "give one prediction per labelled pixel"
+            if pred.dim() == target.dim() + 1:
+                hint = "take argmax over the class dimension: `logits.argmax(1)`"
+                if resize:
+                    hint = "upsample the logits to the label size, then " + hint
+            elif resize:
+                hint = "upsample the logits to the label size before taking the argmax"
+            raise ValueError(
+                f"pred and target must have the same shape, got pred {tuple(pred.shape)} and "
+                f"target {tuple(target.shape)}; {hint}."
+            )
+        if pred.device != target.device:
+            raise ValueError(
+                f"pred is on {pred.device} but target on {target.device}; move both to one device"
+            )
+        # int64 before any arithmetic: uint8 labels (as read from PNGs) would overflow n * t + p
+        pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            pred, target = pred[keep], target[keep]
+        self._check_values("target", target)
+        self._check_values("pred", pred)
+        n = self.n_classes
+        counts = torch.bincount(n * target + pred, minlength=n * n).reshape(n, n)
+        if self.matrix.device != counts.device:
+            self.matrix = self.matrix.to(counts.device)  # follow the data, e.g. onto the GPU
+        self.matrix += counts
+        return self
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add another matrix's counts (same n_classes), e.g. per-worker results. Returns self."""
+        if not isinstance(other, ConfusionMatrix):
+            raise TypeError(f"can only merge a ConfusionMatrix, got {type(other).__name__}")
+        if other.n_classes != self.n_classes:
+            raise ValueError(
+                f"cannot merge a {other.n_classes}-class matrix into a {self.n_classes}-class one"
+            )
+        self.matrix += other.matrix.to(self.matrix.device)
+        return self
+
+    def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        return self.merge(other)
+
+    def all_reduce_(self) -> ConfusionMatrix:
+        """Sum the matrix over all processes if torch.distributed is initialised, else no-op.
+
+        With the NCCL backend the matrix must be on the GPU (it is, after a GPU update).
+        """
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+        return self
+
+    def reset(self) -> ConfusionMatrix:
+        """Zero the counts (the matrix stays on its device). Returns self."""
+        self.matrix = torch.zeros_like(self.matrix)
+        return self
+
+    def compute(self) -> Scores:
+        """The paper's metrics from the counts so far; see :class:`Scores`."""
+        confusion = self.matrix.detach().cpu()
+        n = confusion.double()
+        hits, gt, predicted = n.diag(), n.sum(1), n.sum(0)
+        total = gt.sum()
+        # float division gives nan for 0/0, which is exactly "class undefined, skip in the mean"
+        acc = hits / gt
+        iu = hits / (gt + predicted - hits)
+        present = gt > 0
+        return Scores(
+            pixel_acc=(hits.sum() / total).item(),
+            mean_acc=torch.nanmean(acc).item(),
+            mean_iu=torch.nanmean(iu).item(),
+            fw_iu=((gt[present] * iu[present]).sum() / total).item(),
+            iu=iu,
+            acc=acc,
+            confusion=confusion.clone(),
+        )
+
+
+def scores(
+    pred: torch.Tensor, target: torch.Tensor, n_classes: int, *, ignore_index: int | None = 255
+) -> Scores:
+    """One-shot metrics for a single batch of integer predictions and labels.
+
+    Example:
+        >>> s = scores(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), n_classes=2)
+        >>> round(s.mean_iu, 4)
+        0.5
+    """
+    return ConfusionMatrix(n_classes, ignore_index=ignore_index).update(pred, target).compute()

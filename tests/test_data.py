@@ -17,7 +17,7 @@ def test_item_types_and_shapes():
     image, label = ShapesDataset("train", size=64, length=3)[0]
     assert image.shape == (3, 64, 64) and image.dtype == torch.float32
     assert label.shape == (64, 64) and label.dtype == torch.int64
-    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert image.min() >= 0.0 and image.max() <= 1.0
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 33, (17, 45), (64, 31), 128])
@@ -60,8 +60,9 @@ def test_fixed_fingerprint():
     counts = torch.bincount(label.flatten(), minlength=256)
     assert {c: int(n) for c, n in enumerate(counts) if n} == {0: 3013, 4: 616, 6: 73, 255: 394}
     assert image.sum().item() == pytest.approx(5713.494, abs=0.05)
-    torch.testing.assert_close(image[:, 10, 20], torch.tensor([0.57223, 0.33017, 0.80875]),
-                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        image[:, 10, 20], torch.tensor([0.57223, 0.33017, 0.80875]), rtol=0, atol=1e-4
+    )
 
 
 def test_seed_changes_scenes():
@@ -72,7 +73,9 @@ def test_seed_changes_scenes():
 
 def test_splits_never_share_a_scene():
     n = 60
-    imgs = {s: ShapesDataset(s, size=24, length=n).materialize()[0] for s in ("train", "val", "test")}
+    imgs = {
+        s: ShapesDataset(s, size=24, length=n).materialize()[0] for s in ("train", "val", "test")
+    }
     flat = {s: x.flatten(1) for s, x in imgs.items()}
     for s, t in [("train", "val"), ("train", "test"), ("val", "test")]:
         d = torch.cdist(flat[s], flat[t])
@@ -115,7 +118,11 @@ def test_class_is_shape_not_colour():
     images, labels = ShapesDataset("train", size=32, length=400).materialize()
     means = []
     for c in range(1, len(CLASSES)):
-        per_scene = [img[:, lab == c].mean(1) for img, lab in zip(images, labels) if (lab == c).any()]
+        per_scene = [
+            img[:, lab == c].mean(1)
+            for img, lab in zip(images, labels, strict=False)
+            if (lab == c).any()
+        ]
         means.append(torch.stack(per_scene).mean(0))
     means = torch.stack(means)  # (6 classes, RGB)
     assert (means - means.mean(0)).abs().max() < 0.08

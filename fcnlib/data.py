@@ -148,9 +148,9 @@ def _shape_sdf(
     raise AssertionError(name)
 
 
-def _smooth_noise(z: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    # Bilinear upsampling of a coarse random grid: cheap, smooth, "natural" background variation.
-    return F.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+def _smooth_noise(z: torch.Tensor, h: int, w: int, mode: str = "bilinear") -> torch.Tensor:
+    # Upsampling a coarse random grid: cheap, smooth, "natural" background variation.
+    return F.interpolate(z, size=(h, w), mode=mode, align_corners=False)
 
 
 def _render(
@@ -170,7 +170,8 @@ def _render(
     # Background: a colour gradient, two octaves of smooth noise and amorphous blobs.
     img = bg["base"].view(b, 3, 1, 1) + 0.25 * _smooth_noise(bg["coarse"], h, w)
     img = img + 0.12 * _smooth_noise(bg["fine"], h, w)
-    blob_field = _smooth_noise(bg["blob_field"], h, w)  # (B, 1, H, W)
+    # Bicubic, not bilinear: thresholded bilinear fields grow thin creases that look like bars.
+    blob_field = _smooth_noise(bg["blob_field"], h, w, mode="bicubic")  # (B, 1, H, W)
     blob_alpha = ((blob_field - bg["blob_level"].view(b, 1, 1, 1)) * 8).clamp(0, 1)
     img = img * (1 - blob_alpha) + bg["blob_color"].view(b, 3, 1, 1) * blob_alpha
 
@@ -229,7 +230,7 @@ def _draw_background(g: torch.Generator) -> dict[str, torch.Tensor]:
         "base": 0.15 + 0.7 * rand(3),
         "coarse": rand(3, 3, 3) - 0.5,
         "fine": rand(3, 12, 12) - 0.5,
-        "blob_field": rand(1, 6, 6),
+        "blob_field": rand(1, 5, 5),
         "blob_level": 0.6 + 0.35 * rand(1),  # a higher level leaves fewer blobs
         "blob_color": rand(3),
     }

@@ -1,0 +1,416 @@
+"""Backbones: the classifiers that FCNs are made from.
+
+The paper starts from ImageNet classifiers (AlexNet, VGG16, GoogLeNet) and turns them into dense
+predictors. fcnlib offers the same three from torchvision (ImageNet weights when asked for,
+random weights offline) and, for the lab bench, small VGG-style classifiers that fcnlib
+pre-trains itself on :class:`~fcnlib.data.ShapesClassification` crops, our stand-in for ImageNet.
+They are trained on first use and cached on disk.
+
+Every backbone is described by a :class:`BackboneSpec`: how to build the classifier, the input
+size it classifies natively, how to normalise its input, and where its pooling stages end (the
+layers FCN's skips tap: stride 8 = ``pool3``, 16 = ``pool4``, 32 = ``pool5`` in VGG16).
+
+>>> net = build_classifier("tiny_vgg")  # random weights; pretrained_classifier() for trained ones
+>>> net(torch.zeros(2, 3, 96, 96)).shape
+torch.Size([2, 6])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnlib.config import cache_dir
+
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "TinyVGG",
+    "build_classifier",
+    "pretrained_classifier",
+    "stage_taps",
+    "trunk_layers",
+]
+
+
+class TinyVGG(nn.Module):
+    """A VGG in miniature: 3x3 convolutions, five 2x2 max pools (stride 32), and a real fully
+    connected head fc6 -> fc7 -> fc8, exactly the structure the paper convolutionalizes.
+
+    ``(N, 3, S, S) -> (N, n_classes)`` logits for the native size ``S = 32 * fc6_size``.
+    Batch normalisation after each convolution lets it train from scratch in a CPU minute.
+    """
+
+    def __init__(
+        self,
+        *,
+        widths: tuple[int, ...] = (16, 32, 64, 96, 128),
+        depths: tuple[int, ...] = (1, 1, 2, 2, 2),
+        fc_width: int = 256,
+        fc6_size: int = 3,
+        n_classes: int = 6,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for width, depth in zip(widths, depths, strict=True):
+            for _ in range(depth):
+                layers += [
+                    nn.Conv2d(cin, width, 3, padding=1),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                cin = width
+            layers.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*layers)  # (N, widths[-1], S/32, S/32)
+        self.classifier = nn.Sequential(
+            # fc6 sees the whole (fc6_size x fc6_size) pool5 grid: a "global" layer
+            nn.Linear(cin * fc6_size**2, fc_width), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True), nn.Dropout(dropout),  # fc7
+            nn.Linear(fc_width, n_classes),  # fc8
+        )  # fmt: skip
+        self.native_size = 32 * fc6_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.classifier(torch.flatten(x, 1))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What fcnlib needs to know about a classifier to build FCNs from it.
+
+    Attributes:
+        name: registry key.
+        native_size: the input side the classifier was trained on (fc6 sees exactly its grid).
+        mean, std: per-channel input normalisation the weights expect (inputs in [0, 1]).
+        taps: stride -> index into :func:`trunk_layers` of the layer whose output FCN taps at
+            that stride. Empty: computed by :func:`stage_taps` (the first layer reaching each
+            stride: pool3 / pool4 / pool5 in VGG16).
+        lab: True for the lab-bench backbones fcnlib pre-trains itself.
+        kwargs: keyword arguments of the builder.
+    """
+
+    name: str
+    native_size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    taps: dict[int, int] = field(default_factory=dict)
+    lab: bool = False
+    kwargs: dict = field(default_factory=dict)
+
+
+_IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # Lab bench: pre-trained by fcnlib on the shapes crops.
+    "tiny_vgg": BackboneSpec("tiny_vgg", 96, lab=True),
+    "tiny_vgg_wide": BackboneSpec(
+        "tiny_vgg_wide", 96, lab=True, kwargs={"widths": (32, 64, 96, 128, 192), "fc_width": 384}
+    ),
+    # torchvision's ImageNet classifiers.
+    "vgg16": BackboneSpec("vgg16", 224, **_IMAGENET),
+    "alexnet": BackboneSpec("alexnet", 224, **_IMAGENET),
+    # GoogLeNet taps the inception blocks' outputs (3b, 4e, 5b), not the pools after them.
+    "googlenet": BackboneSpec("googlenet", 224, taps={8: 6, 16: 12, 32: 15}, **_IMAGENET),
+}
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_classifier(
+    name: str, *, pretrained: bool = False, n_classes: int | None = None, progress: bool = True
+) -> nn.Module:
+    """The classifier behind backbone ``name``, with random or pre-trained weights.
+
+    Args:
+        name: a key of :data:`BACKBONES`.
+        pretrained: ImageNet weights for torchvision backbones (downloads once, to torch's
+            cache); for lab backbones use :func:`pretrained_classifier`, which trains them.
+        n_classes: override the number of output classes (random weights only).
+    """
+    spec = _spec(name)
+    if spec.lab:
+        if pretrained:
+            return pretrained_classifier(name, progress=progress)
+        kw = dict(spec.kwargs)
+        if n_classes is not None:
+            kw["n_classes"] = n_classes
+        return TinyVGG(**kw)
+    import torchvision.models as tvm
+
+    weights = None
+    if pretrained:
+        weights = {
+            "vgg16": tvm.VGG16_Weights,
+            "alexnet": tvm.AlexNet_Weights,
+            "googlenet": tvm.GoogLeNet_Weights,
+        }[name].IMAGENET1K_V1
+        if n_classes not in (None, 1000):
+            raise ValueError("n_classes cannot change with ImageNet weights (1000 classes)")
+    kw = {} if n_classes is None or pretrained else {"num_classes": n_classes}
+    if name == "googlenet":
+        # No auxiliary heads: FCN-GoogLeNet uses only the final loss layer (paper, section 4.1).
+        kw.update(aux_logits=False, init_weights=weights is None)
+        if weights is not None:
+            # torchvision's GoogLeNet weights came with aux heads; load them and drop the heads.
+            net = tvm.googlenet(weights=weights, progress=progress)
+            net.aux_logits, net.aux1, net.aux2 = False, None, None
+            return net
+    try:
+        return getattr(tvm, name)(weights=weights, progress=progress, **kw)
+    except (OSError, RuntimeError) as e:  # no network, or a broken download
+        raise RuntimeError(
+            f"could not load ImageNet weights for {name}: {e}. They download once from "
+            "PyTorch's servers into $TORCH_HOME (default ~/.cache/torch); without network, "
+            "use pretrained=False (random weights) or copy the weight file there."
+        ) from e
+
+
+def trunk_layers(classifier: nn.Module) -> nn.Sequential:
+    """The convolutional part of a classifier as one ``nn.Sequential`` (shared modules).
+
+    VGG16, AlexNet and the lab backbones: ``classifier.features``. GoogLeNet: its stages in
+    forward order, from ``conv1`` to ``inception5b`` (its input transform comes first, if on).
+    """
+    if hasattr(classifier, "inception5b"):
+        names = [
+            "conv1",
+            "maxpool1",
+            "conv2",
+            "conv3",
+            "maxpool2",
+            "inception3a",
+            "inception3b",
+            "maxpool3",
+            "inception4a",
+            "inception4b",
+            "inception4c",
+            "inception4d",
+            "inception4e",
+            "maxpool4",
+            "inception5a",
+            "inception5b",
+        ]
+        layers = [getattr(classifier, n) for n in names]
+        if getattr(classifier, "transform_input", False):
+            layers.insert(0, _GoogLeNetInput())
+        return nn.Sequential(*layers)
+    if hasattr(classifier, "features") and isinstance(classifier.features, nn.Sequential):
+        return classifier.features
+    raise TypeError(
+        f"{type(classifier).__name__} has no `features` nn.Sequential (VGG / AlexNet / TinyVGG "
+        "style) and is not a torchvision GoogLeNet; pass one of those"
+    )
+
+
+def _layer_stride(module: nn.Module) -> int:
+    # Largest stride inside a layer: right for chains (GoogLeNet's BasicConv2d) and for
+    # inception blocks (all branches stride 1).
+    strides = [1]
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            strides.append(int(s))
+    return max(strides)
+
+
+def stage_taps(trunk: nn.Sequential, *, spec: BackboneSpec | None = None) -> dict[int, int]:
+    """Stride -> index of the first trunk layer whose output has that total stride.
+
+    For VGG16 this finds pool1..pool5 (strides 2..32): the layers FCN's skips score.
+    """
+    if spec is not None and spec.taps:
+        return dict(spec.taps)
+    taps, total = {}, 1
+    for i, layer in enumerate(trunk):
+        total *= _layer_stride(layer)
+        taps.setdefault(total, i)
+    taps.pop(1, None)
+    return taps
+
+
+class _GoogLeNetInput(nn.Module):
+    """torchvision GoogLeNet's ``transform_input``: from ImageNet normalisation to the
+    per-channel scaling its ported weights were trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.tensor([0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], device=x.device)
+        shift = torch.tensor(
+            [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5], device=x.device
+        )
+        return x * scale.view(1, 3, 1, 1).to(x.dtype) + shift.view(1, 3, 1, 1).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lab-bench pre-training, cached on disk.
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PretrainRecipe:
+    n_train: int = 12000
+    n_val: int = 600
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    version: int = 1  # bump when the data generator or the architecture changes
+
+
+def _recipe_key(name: str, recipe: _PretrainRecipe) -> str:
+    text = repr((name, sorted(_spec(name).kwargs.items()), sorted(asdict(recipe).items())))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _state_digest(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _train_lab_classifier(
+    name: str, recipe: _PretrainRecipe, *, device: torch.device, progress: bool
+) -> tuple[nn.Module, float]:
+    from tqdm.auto import tqdm
+
+    from fcnlib.data import ShapesClassification
+
+    spec = _spec(name)
+    size = spec.native_size
+    gen = torch.Generator().manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    net = TinyVGG(**spec.kwargs).to(device)
+    train_x, train_y = ShapesClassification(
+        "train", size=size, length=recipe.n_train, seed=recipe.seed
+    ).materialize()
+    val_x, val_y = ShapesClassification(
+        "val", size=size, length=recipe.n_val, seed=recipe.seed
+    ).materialize()
+    steps = recipe.epochs * (recipe.n_train // recipe.batch_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
+    bar = tqdm(total=steps, desc=f"pre-training {name}", disable=not progress)
+    for _ in range(recipe.epochs):
+        net.train()
+        order = torch.randperm(recipe.n_train, generator=gen)
+        for s in range(recipe.n_train // recipe.batch_size):
+            idx = order[s * recipe.batch_size : (s + 1) * recipe.batch_size]
+            x, y = train_x[idx].to(device), train_y[idx].to(device)
+            flip = torch.rand(len(idx), generator=gen) < 0.5  # mirroring keeps the class
+            x = torch.where(flip.view(-1, 1, 1, 1).to(device), x.flip(-1), x)
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    net.eval()
+    with torch.inference_mode():
+        pred = torch.cat(
+            [net(val_x[i : i + 256].to(device)).argmax(1).cpu() for i in range(0, len(val_x), 256)]
+        )
+    return net.cpu(), float((pred == val_y).float().mean())
+
+
+def pretrained_classifier(
+    name: str = "tiny_vgg",
+    *,
+    cache: bool | str | os.PathLike = True,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    recipe: _PretrainRecipe | None = None,
+) -> nn.Module:
+    """A lab-bench classifier pre-trained on :class:`~fcnlib.data.ShapesClassification`.
+
+    Trained on first use (about a minute on a 2-core CPU, seconds on a GPU) and cached under
+    ``$FCN_CACHE/backbones`` (``cache`` may name another directory, or be False). A cache entry
+    whose recipe, weights checksum or format does not match is reported and rebuilt, never
+    loaded. The returned net is in eval mode; ``net.val_accuracy`` holds its held-out accuracy.
+    """
+    spec = _spec(name)
+    if not spec.lab:
+        return build_classifier(name, pretrained=True, progress=progress)
+    recipe = recipe or _PretrainRecipe()
+    key = _recipe_key(name, recipe)
+    folder = None if cache is False else (
+        cache_dir() / "backbones" if cache is True else Path(cache)
+    )  # fmt: skip
+    path = None if folder is None else folder / f"{name}-{key}.pt"
+    if path is not None and path.exists():
+        problem = None
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if blob.get("key") != key:
+                problem = "it was made by another recipe"
+            elif _state_digest(blob["state_dict"]) != blob.get("digest"):
+                problem = "its weights do not match their checksum"
+            else:
+                net = TinyVGG(**spec.kwargs)
+                net.load_state_dict(blob["state_dict"])
+                net.val_accuracy = float(blob["val_accuracy"])
+                return net.eval()
+        except Exception as e:  # truncated or not a checkpoint at all
+            problem = f"it could not be read ({type(e).__name__}: {e})"
+        warnings.warn(
+            f"cached backbone {path} is unusable: {problem}; training it again", stacklevel=2
+        )
+    from fcnlib.config import pick_device
+
+    net, acc = _train_lab_classifier(name, recipe, device=pick_device(device), progress=progress)
+    net.val_accuracy = acc
+    if path is not None:
+        state = net.state_dict()
+        _atomic_save(
+            {
+                "key": key,
+                "name": name,
+                "recipe": asdict(recipe),
+                "state_dict": state,
+                "digest": _state_digest(state),
+                "val_accuracy": acc,
+            },
+            path,
+        )
+    return net.eval()
+
+
+def _normalizer(spec: BackboneSpec) -> Callable[[torch.Tensor], torch.Tensor]:
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return lambda x: (x - mean.to(x)) / std.to(x)

@@ -3,17 +3,32 @@
 The paper's vocabulary made executable (Long, Shelhamer & Darrell, CVPR 2015 / PAMI 2017).
 One idea per module:
 
-- :mod:`fcnlib.data`     synthetic lab-bench scenes (and, later, real datasets)
-- :mod:`fcnlib.metrics`  confusion matrix and the paper's four metrics
-- :mod:`fcnlib.patchwise` the pre-FCN baseline: classify a patch per pixel, stitch
-- :mod:`fcnlib.viz`      palettes, overlays, figure helpers
-- :mod:`fcnlib.config`   device, seeding, the two scales (lab bench / full)
+- :mod:`fcnlib.data`            synthetic lab-bench scenes (and, later, real datasets)
+- :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
+- :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
+- :mod:`fcnlib.backbones`       classifiers to start from: lab-bench TinyVGG, VGG16, AlexNet, GoogLeNet
+- :mod:`fcnlib.models`          convolutionalize, FCN-32s/16s/8s, alignment, staged initialisation
+- :mod:`fcnlib.receptive_field` receptive field, jump and offset; coordinate maps and crops
+- :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch, filter rarefaction
+- :mod:`fcnlib.viz`             palettes, overlays, figure helpers
+- :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
 """
 
-from fcnlib import config, data, metrics, patchwise, viz
+from fcnlib import (
+    backbones,
+    config,
+    data,
+    metrics,
+    models,
+    patchwise,
+    receptive_field,
+    upsample,
+    viz,
+)
 from fcnlib.config import Scale, get_scale, pick_device, seed_everything
 from fcnlib.data import ShapesClassification, ShapesDataset
 from fcnlib.metrics import ConfusionMatrix, Scores
+from fcnlib.models import convolutionalize, fcn8s, fcn16s, fcn32s
 
 __version__ = "0.1.0"
 
@@ -23,12 +38,20 @@ __all__ = [
     "Scores",
     "ShapesClassification",
     "ShapesDataset",
+    "backbones",
     "config",
+    "convolutionalize",
     "data",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
     "get_scale",
     "metrics",
+    "models",
     "patchwise",
     "pick_device",
+    "receptive_field",
     "seed_everything",
+    "upsample",
     "viz",
 ]

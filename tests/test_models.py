@@ -1,0 +1,167 @@
+"""From classifier to FCN: convolutionalization, the skip nets, alignment, staged init."""
+
+import pytest
+import torch
+from torch import nn
+
+from fcnlib.backbones import build_classifier
+from fcnlib.models import FCN, convolutionalize, fcn, fcn8s, fcn16s, fcn32s, init_from
+
+
+def _randomise_bn(net: nn.Module) -> nn.Module:
+    # Non-trivial running statistics, so that eval-mode BN is not the identity.
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return net
+
+
+@pytest.mark.parametrize("name", ["tiny_vgg", "tiny_vgg_wide", "alexnet", "vgg16", "googlenet"])
+def test_convolutionalized_net_equals_its_classifier(name):
+    torch.manual_seed(0)
+    clf = _randomise_bn(build_classifier(name)).eval()
+    conv = convolutionalize(clf).eval()
+    size = 96 if name.startswith("tiny") else 224
+    x = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        logits, heat = clf(x), conv(x)
+    assert heat.shape == (2, logits.shape[1], 1, 1)
+    torch.testing.assert_close(heat.flatten(1), logits, rtol=1e-4, atol=1e-4)
+    # The classifier is left untouched (its layers were copied, not moved).
+    assert all(
+        not isinstance(m, nn.Conv2d) or m.kernel_size != (3, 3) or m.padding != (100, 100)
+        for m in clf.modules()
+    )
+
+
+@pytest.mark.parametrize("size", [96, 128, 160, 250])
+def test_bigger_inputs_give_heatmaps_of_predicted_size(size):
+    conv = convolutionalize(build_classifier("tiny_vgg")).eval()
+    with torch.no_grad():
+        out = conv(torch.rand(1, 3, size, size))
+    # five 2x2 pools (floor) then a 3x3 fc6 without padding
+    side = size // 32 - 3 + 1
+    assert out.shape == (1, 6, side, side)
+
+
+def test_convolutionalize_rejects_what_it_cannot_read():
+    with pytest.raises(TypeError, match="features"):
+        convolutionalize(nn.Sequential(nn.Linear(3, 2)))
+
+
+@pytest.mark.parametrize("builder", [fcn32s, fcn16s, fcn8s])
+@pytest.mark.parametrize("align", ["same", "caffe"])
+@pytest.mark.parametrize("hw", [(1, 1), (7, 5), (31, 33), (64, 64), (100, 37)])
+def test_output_matches_input_size(builder, align, hw):
+    net = builder("tiny_vgg", n_classes=5, align=align).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, *hw))
+    assert out.shape == (2, 5, *hw)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "alexnet", "googlenet"])
+def test_imagenet_backbones_any_size(name):
+    net = fcn8s(name, n_classes=4).eval()
+    with torch.no_grad():
+        for hw in [(1, 1), (45, 70)]:
+            assert net(torch.rand(1, 3, *hw)).shape == (1, 4, *hw)
+
+
+def test_fcn4s_is_one_more_skip():
+    net = fcn("tiny_vgg", n_classes=3, stride=4).eval()
+    assert net.skip_strides == [16, 8, 4]
+    assert set(net.crop_offsets) == {"score_pool4", "score_pool3", "score_pool2", "upscore4"}
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 50, 41)).shape == (1, 3, 50, 41)
+
+
+def test_caffe_crop_offsets_are_the_official_ones():
+    # The official Caffe FCN-VGG16 nets crop at these offsets; ours are computed, not typed.
+    assert fcn32s("vgg16", align="caffe").crop_offsets == {"upscore": 19}
+    assert fcn16s("vgg16", align="caffe").crop_offsets == {"score_pool4": 5, "upscore16": 27}
+    assert fcn8s("vgg16", align="caffe").crop_offsets == {
+        "score_pool4": 5,
+        "score_pool3": 9,
+        "upscore8": 31,
+    }
+    # The official FCN-AlexNet upsamples with a 63-wide kernel so that its crop is whole.
+    alex = fcn32s("alexnet", align="caffe")
+    assert alex.upscore.kernel_size == (63, 63)
+    assert alex.crop_offsets == {"upscore": 18}
+
+
+def test_same_alignment_needs_no_crops():
+    for name in ("tiny_vgg", "vgg16"):
+        assert set(fcn8s(name).crop_offsets.values()) == {0}
+
+
+def test_caffe_alignment_refuses_maps_out_of_register():
+    with pytest.raises(ValueError, match="out of register"):
+        fcn8s("alexnet", align="caffe")
+
+
+def test_score_layers_start_at_zero_and_upsampling_at_bilinear():
+    net = fcn8s("tiny_vgg", n_classes=4)
+    for name in ("score_fr", "score_pool4", "score_pool3"):
+        layer = getattr(net, name)
+        assert layer.weight.abs().sum() == 0 and layer.bias.abs().sum() == 0
+    assert net.upscore2.weight.requires_grad and net.upscore_pool4.weight.requires_grad
+    assert not net.upscore8.weight.requires_grad  # the final upsampling stays fixed
+    with torch.no_grad():
+        out = net.upscore2(torch.ones(1, 4, 6, 6))
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], torch.ones(1, 4, 10, 10))
+
+
+def _trained_like(net: FCN) -> FCN:
+    # Give the coarse net's score layers non-zero weights, as training would.
+    g = torch.Generator().manual_seed(1)
+    for name, p in net.named_parameters():
+        if name.startswith("score_"):
+            p.data = torch.randn(p.shape, generator=g) * 0.2
+    return net
+
+
+def test_staged_init_keeps_the_coarser_predictions():
+    torch.manual_seed(0)
+    net32 = _trained_like(fcn32s("tiny_vgg", n_classes=5)).eval()
+    net16 = init_from(fcn16s("tiny_vgg", n_classes=5), net32).eval()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        m32, m16 = net32.score_maps(x), net16.score_maps(x)
+    # Everything up to score_fr is copied ...
+    torch.testing.assert_close(m16["score_fr"], m32["score_fr"], rtol=0, atol=0)
+    # ... and the new, zero-initialised skip adds nothing: FCN-16s's stride-16 scores are
+    # exactly FCN-32s's scores upsampled 2x.
+    assert m16["score_pool4"].abs().max() == 0
+    torch.testing.assert_close(m16["fuse_pool4"], m16["upscore2"], rtol=0, atol=0)
+    # Two bilinear steps (2x, 16x) equal one 32x step except near the coarse knots: the
+    # predicted labels agree almost everywhere.
+    agree = (m16["score"].argmax(1) == m32["score"].argmax(1)).float().mean()
+    assert agree > 0.97
+    # FCN-8s from FCN-16s: FCN-16s's learned upscore2 and score_pool4 come along.
+    net16 = _trained_like(net16)
+    net8 = init_from(fcn8s("tiny_vgg", n_classes=5), net16).eval()
+    with torch.no_grad():
+        m8, m16 = net8.score_maps(x), net16.score_maps(x)
+    torch.testing.assert_close(m8["fuse_pool4"], m16["fuse_pool4"], rtol=0, atol=0)
+    torch.testing.assert_close(m8["fuse_pool3"], m8["upscore_pool4"], rtol=0, atol=0)
+
+
+def test_init_from_checks_its_arguments():
+    with pytest.raises(ValueError, match="finer"):
+        init_from(fcn32s("tiny_vgg", n_classes=3), fcn16s("tiny_vgg", n_classes=3))
+    with pytest.raises(ValueError, match="n_classes"):
+        init_from(fcn16s("tiny_vgg", n_classes=3), fcn32s("tiny_vgg", n_classes=4))
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        fcn32s("resnet50")
+    with pytest.raises(ValueError, match="align"):
+        fcn32s("tiny_vgg", align="center")
+    with pytest.raises(ValueError, match="stride 64 is not available"):
+        fcn("tiny_vgg", stride=64)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        fcn32s("tiny_vgg")(torch.rand(3, 32, 32))

@@ -6,7 +6,7 @@ One idea per module:
 - :mod:`fcnlib.data`            synthetic lab-bench scenes (and, later, real datasets)
 - :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
 - :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
-- :mod:`fcnlib.backbones`       classifiers to start from: lab-bench TinyVGG, VGG16, AlexNet, GoogLeNet
+- :mod:`fcnlib.backbones`       classifiers to start from: TinyVGG (lab), VGG16, AlexNet, GoogLeNet
 - :mod:`fcnlib.models`          convolutionalize, FCN-32s/16s/8s, alignment, staged initialisation
 - :mod:`fcnlib.receptive_field` receptive field, jump and offset; coordinate maps and crops
 - :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch, filter rarefaction

@@ -284,7 +284,7 @@ def _state_digest(state: dict[str, torch.Tensor]) -> str:
         t = state[key].detach().cpu().contiguous()
         h.update(key.encode())
         h.update(str(t.dtype).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -48,13 +48,21 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """Read a PNG/JPEG/... file as float RGB ``(3, H, W)`` in [0, 1] (torchvision.io)."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    """Read an image file (PNG, JPEG, ...) as float RGB ``(3, H, W)`` in [0, 1].
+
+    Grey and palette images are converted to RGB; an alpha channel is dropped with a warning.
+    """
+    import numpy as np
+    from PIL import Image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image at {path}")
-    return to_rgb(decode_image(read_file(str(path)), mode=ImageReadMode.UNCHANGED))
+    with Image.open(path) as im:
+        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+            warnings.warn(f"{path.name}: the alpha channel is dropped", stacklevel=2)
+        rgb = np.asarray(im.convert("RGB")).copy()
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
 
 
 @torch.inference_mode()

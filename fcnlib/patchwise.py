@@ -21,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["classify_pixels", "patch_windows", "predict_patchwise", "sample_patches"]
+__all__ = [
+    "classify_pixels",
+    "patch_windows",
+    "predict_patchwise",
+    "sample_patches",
+    "sliding_window_scores",
+]
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -144,3 +150,30 @@ def predict_patchwise(
     )
     index = tuple(g.reshape(-1) for g in grid)
     return classify_pixels(classifier, images, index, size=size, chunk=chunk).view(n, h, w)
+
+
+@torch.inference_mode()
+def sliding_window_scores(
+    classifier: nn.Module, images: torch.Tensor, *, window: int, stride: int, chunk: int = 64
+) -> torch.Tensor:
+    """Run a classifier on every ``window x window`` crop at ``stride``: the sliding window.
+
+    Args:
+        classifier: maps ``(B, 3, window, window)`` to ``(B, n_classes)`` logits.
+        images: float ``(N, 3, H, W)`` with ``H, W >= window``.
+        window, stride: crop side and step in pixels (no padding: crops lie inside the image).
+        chunk: crops per forward pass.
+
+    Returns:
+        ``(N, n_classes, h, w)`` scores with ``h = (H - window) // stride + 1`` (same for ``w``):
+        the same grid as the convolutionalized classifier, computed one crop at a time.
+    """
+    _check_images(images)
+    n, _, h, w = images.shape
+    if h < window or w < window:
+        raise ValueError(f"images of {h}x{w} are smaller than the {window}x{window} window")
+    crops = images.unfold(2, window, stride).unfold(3, window, stride)  # (N, 3, h', w', P, P)
+    gh, gw = crops.shape[2:4]
+    flat = crops.permute(0, 2, 3, 1, 4, 5).reshape(n * gh * gw, 3, window, window)
+    scores = torch.cat([classifier(flat[i : i + chunk]) for i in range(0, len(flat), chunk)])
+    return scores.view(n, gh, gw, -1).permute(0, 3, 1, 2)

@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib.patchwise import classify_pixels, patch_windows, predict_patchwise, sample_patches
+from fcnlib.patchwise import (
+    classify_pixels,
+    patch_windows,
+    predict_patchwise,
+    sample_patches,
+    sliding_window_scores,
+)
 
 
 @pytest.mark.parametrize("size", [1, 4, 5, 8])
@@ -80,3 +86,31 @@ def test_bad_input():
         sample_patches(torch.rand(1, 3, 8, 8), torch.zeros(1, 8, 9, dtype=torch.long), 3, size=3)
     with pytest.raises(ValueError, match="no pixel can be sampled"):
         sample_patches(torch.rand(1, 3, 4, 4), torch.full((1, 4, 4), 255), 3, size=3)
+
+
+def test_sliding_window_equals_the_convolutionalized_classifier():
+    # With unpadded convolutions a crop's features do not depend on what lies outside it, so
+    # classifying every window equals one dense pass of the convolutionalized net, exactly.
+    from fcnlib.models import convolutionalize
+
+    class Clf(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3), nn.ReLU(),
+                nn.MaxPool2d(2),
+            )  # fmt: skip  # 20 -> 18 -> 9 -> 7 -> 3
+            self.classifier = nn.Sequential(nn.Linear(8 * 3 * 3, 16), nn.ReLU(), nn.Linear(16, 5))
+
+        def forward(self, x):
+            return self.classifier(self.features(x).flatten(1))
+
+    torch.manual_seed(0)
+    clf = Clf().double().eval()
+    images = torch.rand(2, 3, 52, 44, dtype=torch.float64)
+    slid = sliding_window_scores(clf, images, window=20, stride=4)
+    dense = convolutionalize(clf).eval()(images)
+    assert slid.shape == dense.shape == (2, 5, 9, 7)
+    torch.testing.assert_close(slid, dense, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="smaller than"):
+        sliding_window_scores(clf, images[..., :10], window=20, stride=4)

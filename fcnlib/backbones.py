@@ -263,9 +263,9 @@ class _GoogLeNetInput(nn.Module):
 
 @dataclass(frozen=True)
 class _PretrainRecipe:
-    n_train: int = 12000
+    n_train: int = 8000
     n_val: int = 600
-    epochs: int = 3
+    epochs: int = 2
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4

@@ -1,0 +1,5 @@
+"""python -m fcnlib: see fcnlib.cli."""
+
+from fcnlib.cli import main
+
+main()

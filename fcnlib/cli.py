@@ -1,0 +1,229 @@
+"""``python -m fcnlib``: train, evaluate, predict and benchmark from the command line.
+
+Defaults are the lab bench, so every command works offline on a laptop:
+
+    python -m fcnlib train --model fcn32s --epochs 8 --checkpoint runs/fcn32s.pt
+    python -m fcnlib train --model fcn8s --init-from runs/fcn32s.pt --checkpoint runs/fcn8s.pt
+    python -m fcnlib eval runs/fcn8s.pt
+    python -m fcnlib predict runs/fcn8s.pt photo.png --out-dir predictions
+    python -m fcnlib bench data
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+__all__ = ["build_parser", "main"]
+
+_MODELS = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn4s": 4}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fcnlib.backbones import BACKBONES
+    from fcnlib.train import RECIPES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fcnlib",
+        description="Fully Convolutional Networks: train, evaluate, predict and benchmark. "
+        "Every command defaults to the lab bench (synthetic shapes, small backbone, CPU).",
+        epilog="Run 'python -m fcnlib COMMAND --help' for the options of one command.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train an FCN and save a checkpoint",
+        description="Train an FCN on the lab-bench scenes.",
+    )
+    train.add_argument("--model", choices=sorted(_MODELS), default="fcn8s")
+    train.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default="tiny_vgg",
+        help="lab backbones are pre-trained on first use and cached",
+    )
+    train.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="fast",
+        help="'fast' converges in CPU minutes; 'paper' and 'heavy' are the "
+        "paper's and the official repository's recipes",
+    )
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    train.add_argument("--align", choices=["same", "caffe"], default="same")
+    train.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="start from random backbone weights (no pre-training)",
+    )
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CKPT",
+        help="staged training: start from a coarser FCN's checkpoint",
+    )
+    train.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=Path("runs/fcn.pt"),
+        help="where to save (and resume from); default runs/fcn.pt",
+    )
+    _data_args(train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="the paper's four metrics for a checkpoint",
+        description="Evaluate a checkpoint on lab-bench scenes.",
+    )
+    ev.add_argument("checkpoint", type=Path)
+    ev.add_argument("--split", choices=["val", "test"], default="val")
+    _data_args(ev)
+
+    pr = sub.add_parser(
+        "predict",
+        help="label images: coloured mask and overlay PNGs",
+        description="Label image files with a trained checkpoint.",
+    )
+    pr.add_argument("checkpoint", type=Path)
+    pr.add_argument("images", type=Path, nargs="+", help="PNG/JPEG files, any size or mode")
+    pr.add_argument("--out-dir", type=Path, default=Path("predictions"))
+    pr.add_argument("--device", default="auto")
+
+    be = sub.add_parser(
+        "bench",
+        help="benchmarks (numbers, not tests)",
+        description="Print benchmark numbers; see fcnlib.bench.",
+    )
+    be.add_argument(
+        "what", nargs="?", default="data", choices=["data", "dense", "stitch", "throughput", "all"]
+    )
+    be.add_argument("--device", default="auto")
+    be.add_argument("--size", type=int, help="image side (default depends on the benchmark)")
+    return parser
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=128, help="scene side in pixels")
+    p.add_argument("--n-train", type=int, default=1024)
+    p.add_argument("--n-val", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _model_from_checkpoint(path: Path, device: torch.device):
+    from fcnlib.models import fcn
+    from fcnlib.train import load_checkpoint
+
+    state = load_checkpoint(path)
+    spec = state.get("extra", {}).get("model")
+    if not spec:
+        raise SystemExit(f"{path} was not written by 'python -m fcnlib train' (no model spec)")
+    model = fcn(
+        spec["backbone"],
+        n_classes=spec["n_classes"],
+        stride=spec["stride"],
+        align=spec["align"],
+        pretrained=False,
+    )
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), spec
+
+
+def _train(args: argparse.Namespace) -> None:
+    from fcnlib.config import pick_device
+    from fcnlib.data import ShapesDataset
+    from fcnlib.models import fcn, init_from
+    from fcnlib.train import fit, recipe
+
+    device = pick_device(args.device)
+    overrides = {"epochs": args.epochs, "seed": args.seed}
+    if args.lr is not None:
+        overrides["lr"] = args.lr
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    config = recipe(args.recipe, **overrides)
+    n_classes = ShapesDataset.n_classes
+    spec = {"backbone": args.backbone, "n_classes": n_classes, "stride": _MODELS[args.model],
+            "align": args.align}  # fmt: skip
+    model = fcn(
+        args.backbone,
+        n_classes=n_classes,
+        stride=spec["stride"],
+        align=args.align,
+        pretrained=True,
+        progress=not args.no_progress,
+    )
+    if args.init_from is not None:
+        coarser, _ = _model_from_checkpoint(args.init_from, torch.device("cpu"))
+        init_from(model, coarser)
+    train = ShapesDataset("train", size=args.size, length=args.n_train, seed=args.seed)
+    val = ShapesDataset("val", size=args.size, length=args.n_val, seed=args.seed)
+    history = fit(model, train.materialize(), val.materialize(), config=config,
+                  n_classes=n_classes, device=device, checkpoint=args.checkpoint,
+                  progress=not args.no_progress, extra={"model": spec})  # fmt: skip
+    last = history[-1]
+    print(
+        f"{args.model} ({args.backbone}), {len(history)} epochs: mean IU "
+        f"{100 * last.get('mean_iu', float('nan')):.1f}, pixel acc "
+        f"{100 * last.get('pixel_acc', float('nan')):.1f}; saved {args.checkpoint}"
+    )
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from fcnlib.config import pick_device
+    from fcnlib.data import CLASSES, ShapesDataset
+    from fcnlib.train import evaluate
+
+    device = pick_device(args.device)
+    model, spec = _model_from_checkpoint(args.checkpoint, device)
+    data = ShapesDataset(args.split, size=args.size, length=args.n_val, seed=args.seed)
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    scores = evaluate(model, loader, n_classes=spec["n_classes"], device=device)
+    print(f"{args.checkpoint} on {len(data)} {args.split} scenes: {scores}")
+    print(scores.to_table(list(CLASSES)))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from torchvision.utils import save_image
+
+    from fcnlib.config import pick_device
+    from fcnlib.infer import load_image, predict
+    from fcnlib.viz import colorize, overlay
+
+    device = pick_device(args.device)
+    model, _ = _model_from_checkpoint(args.checkpoint, device)
+    images = [load_image(p) for p in args.images]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path, image, label in zip(args.images, images, predict(model, images), strict=True):
+        mask, over = (
+            args.out_dir / f"{path.stem}_mask.png",
+            args.out_dir / f"{path.stem}_overlay.png",
+        )
+        save_image(colorize(label).float() / 255, mask)
+        save_image(overlay(image, label), over)
+        print(f"{path} -> {mask}, {over}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from fcnlib import bench
+
+    bench.main(
+        [args.what, "--device", args.device]
+        + ([] if args.size is None else ["--size", str(args.size)])
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}[args.command](args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcnlib._io import atomic_torch_save
 from fcnlib.config import cache_dir
 
 __all__ = [
@@ -288,20 +288,6 @@ def _state_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _train_lab_classifier(
     name: str, recipe: _PretrainRecipe, *, device: torch.device, progress: bool
 ) -> tuple[nn.Module, float]:
@@ -396,7 +382,7 @@ def pretrained_classifier(
     net.val_accuracy = acc
     if path is not None:
         state = net.state_dict()
-        _atomic_save(
+        atomic_torch_save(
             {
                 "key": key,
                 "name": name,

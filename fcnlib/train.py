@@ -27,7 +27,6 @@ import math
 import os
 import pickle
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from fcnlib._io import atomic_torch_save
 from fcnlib.config import pick_device, seed_everything
 from fcnlib.metrics import ConfusionMatrix, Scores
 
@@ -750,20 +750,7 @@ def save_checkpoint(
         "rng": _rng_state(),
         "extra": dict(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory, so os.replace is a rename within one filesystem: atomic on POSIX/Windows.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_torch_save(state, path)
 
 
 def load_checkpoint(

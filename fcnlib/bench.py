@@ -148,14 +148,16 @@ def bench_throughput(
     amp_dtype = torch.bfloat16 if dev.type == "cpu" else torch.float16
     if dev.type == "cuda" and torch.cuda.is_bf16_supported():
         amp_dtype = torch.bfloat16
-    variants = [("fp32", False, None), ("channels_last", True, None),
+    variants = [("fp32, align='caffe' (pad 100 + crop)", False, None),
+                ("fp32", False, None), ("channels_last", True, None),
                 (f"channels_last + autocast {str(amp_dtype)[6:]}", True, amp_dtype)]  # fmt: skip
     if compile if compile is not None else dev.type == "cuda":
         variants.append(("channels_last + autocast + torch.compile", True, amp_dtype))
     results = {}
     for name, cl, dtype in variants:
         fmt = torch.channels_last if cl else torch.contiguous_format
-        net = fcn8s("vgg16", n_classes=21).to(dev).to(memory_format=fmt)
+        align = "caffe" if "caffe" in name else "same"
+        net = fcn8s("vgg16", n_classes=21, align=align).to(dev).to(memory_format=fmt)
         runner = torch.compile(net) if "compile" in name else net
         x = torch.rand(batch, 3, size, size, device=dev).to(memory_format=fmt)
         y = torch.randint(0, 21, (batch, size, size), device=dev)

@@ -53,12 +53,13 @@ _POOL_NAME = {2: "pool1", 4: "pool2", 8: "pool3", 16: "pool4", 32: "pool5"}
 
 
 def _out_channels(trunk: nn.Sequential) -> int:
-    for m in reversed(list(trunk.modules())):
-        if isinstance(m, nn.Conv2d):
-            if type(trunk[-1]).__name__ == "Inception":  # concatenated branches
-                return sum(_branch_channels(b) for b in _branches(trunk[-1]))
-            return m.out_channels
-    raise TypeError("the classifier's trunk has no Conv2d layer")
+    """Channels leaving a trunk: its last convolution's, or an inception block's concatenation."""
+    if type(trunk[-1]).__name__ == "Inception":
+        return sum(_branch_channels(b) for b in _branches(trunk[-1]))
+    convs = [m for m in trunk.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise TypeError("the classifier's trunk has no Conv2d layer")
+    return convs[-1].out_channels
 
 
 def _branches(inception: nn.Module) -> list[nn.Module]:

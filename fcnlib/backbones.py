@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -394,9 +393,3 @@ def pretrained_classifier(
             path,
         )
     return net.eval()
-
-
-def _normalizer(spec: BackboneSpec) -> Callable[[torch.Tensor], torch.Tensor]:
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    return lambda x: (x - mean.to(x)) / std.to(x)

@@ -30,6 +30,10 @@ coordinates to a blob's coordinates (the idea of Caffe's ``coord_map`` in the of
 and :func:`crop_offset` reads crop offsets off it: FCN-32s pads conv1_1 by 100 so that every input
 size gives enough output, then crops the upsampled scores at 19 to realign them with the input.
 
+A parallel block -- torchvision's ``Inception``, or any module with a ``branches``
+``nn.ModuleList`` whose branches all read its input -- counts as one layer: its branches must put
+each output unit at the same place, and the block sees as far as its widest branch.
+
 The theoretical field is an upper bound. :func:`empirical_receptive_field` measures which input
 pixels reach one output unit through gradients, and :func:`effective_radius` shows that most of
 the gradient sits in a much smaller central *effective* field (Luo et al., 2016).
@@ -70,7 +74,8 @@ _PADS = (nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularP
 class LayerRF:
     """Geometry of one layer's output along one axis, in input pixels (see the module doc).
 
-    ``name``: qualified module name; ``kind``: "conv", "deconv", "maxpool", "avgpool" or "pad";
+    ``name``: qualified module name; ``kind``: "conv", "deconv", "maxpool", "avgpool", "pad" or
+    "branches" (a parallel block such as an inception module, counted by its widest branch);
     ``size``: receptive-field size; ``stride``: jump between neighbouring output units (< 1 after
     upsampling); ``offset``: input coordinate of the centre of output unit 0's field.
     """
@@ -88,7 +93,52 @@ class _Op:
     kind: str
     kernel: int  # effective: dilation * (k - 1) + 1
     stride: int
-    padding: int
+    padding: int | Fraction  # a fraction only for a parallel block's equivalent layer
+
+
+def _branches(m: nn.Module) -> list[nn.Module] | None:
+    """The parallel paths of a block whose branches all read the block's input, or None.
+
+    Recognised: a module with a ``branches`` ``nn.ModuleList`` and torchvision's ``Inception``
+    (``branch1`` .. ``branch4``, concatenated along channels).
+    """
+    if isinstance(getattr(m, "branches", None), nn.ModuleList):
+        return list(m.branches)
+    if type(m).__name__ == "Inception" and all(hasattr(m, f"branch{i}") for i in range(1, 5)):
+        return [getattr(m, f"branch{i}") for i in range(1, 5)]
+    return None
+
+
+def _block_op(name: str, m: nn.Module, axis: int, pointwise: tuple[type, ...]) -> _Op:
+    """One equivalent layer for a parallel block: the widest branch's field, shared geometry.
+
+    Every branch is a chain with some (kernel K, stride S, coordinate map). The outputs can only
+    be concatenated or summed unit by unit if all branches put unit ``j`` at the same place, i.e.
+    share S and the map; the block then sees as far as its widest branch: ``K = max K_b``.
+    """
+    maps, kernels = [], []
+    for i, branch in enumerate(_branches(m) or []):
+        ops = _ops(branch, axis, 33, None, pointwise)  # stride-1 branches accept any size
+        if any(op.kind == "deconv" for op in ops):
+            raise ValueError(f"branch {i} of {name!r} upsamples; parallel blocks must not")
+        kernel, jump, cmap = 1, 1, CoordMap.identity()
+        for op in ops:
+            kernel += (op.kernel - 1) * jump
+            jump *= op.stride
+            cmap = cmap.then(_op_map(op))
+        maps.append(cmap)
+        kernels.append(kernel)
+    if not maps:
+        raise ValueError(f"parallel block {name!r} has no branches")
+    if any(c != maps[0] for c in maps):
+        raise ValueError(
+            f"the branches of {name!r} are out of register (coordinate maps {maps}): their "
+            "outputs do not line up unit by unit, so the block has no single receptive field"
+        )
+    stride = int(1 / maps[0].scale)
+    kernel = max(kernels)
+    padding = maps[0].shift * stride + Fraction(kernel - 1, 2)  # shift = (p - (K-1)/2) / S
+    return _Op(name, "branches", kernel, stride, padding)
 
 
 def _along(value: int | Sequence[int], axis: int) -> int:
@@ -98,6 +148,8 @@ def _along(value: int | Sequence[int], axis: int) -> int:
 def _op(name: str, m: nn.Module, axis: int, pointwise: tuple[type, ...]) -> _Op | None:
     if isinstance(m, _POINTWISE + pointwise):
         return None
+    if _branches(m) is not None:
+        return _block_op(name, m, axis, pointwise)
     if isinstance(m, (nn.Softmax, nn.LogSoftmax)) and m.dim in (1, -3):  # over channels only
         return None
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d)):
@@ -166,27 +218,53 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+def _units(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Leaves and parallel blocks (not their insides), with qualified names, in pre-order."""
+
+    def walk(prefix: str, m: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+        if _branches(m) is not None or next(m.children(), None) is None:
+            yield prefix or type(m).__name__, m
+            return
+        for n, child in m._modules.items():  # keeps repeats of a reused layer
+            if child is not None:
+                yield from walk(f"{prefix}.{n}" if prefix else n, child)
+
+    return walk("", module)
+
+
+def _containers(m: nn.Module) -> Iterator[nn.Module]:
+    """Containers outside parallel blocks."""
+    if _branches(m) is not None or next(m.children(), None) is None:
+        return
+    yield m
+    for child in m.children():
+        yield from _containers(child)
+
+
 def _layers(
     module: nn.Module, input_size: int | Sequence[int] | None, in_channels: int | None
 ) -> list[tuple[str, nn.Module]]:
-    """(qualified name, leaf module) in forward order: static for Sequentials, traced otherwise."""
-    containers = [m for m in module.modules() if next(m.children(), None) is not None]
-    if all(isinstance(m, nn.Sequential) for m in containers):
-        # pre-order over Sequentials is forward order; keep repeats of a reused layer
-        named = module.named_modules(remove_duplicate=False)
-        return [(n or type(m).__name__, m) for n, m in named if next(m.children(), None) is None]
+    """(qualified name, layer) in forward order: static for Sequentials, traced otherwise.
+
+    A parallel block (see :func:`_branches`) counts as one layer.
+    """
+    if all(isinstance(m, nn.Sequential) for m in _containers(module)):
+        return list(_units(module))  # pre-order over Sequentials is forward order
     if input_size is None:
         raise ValueError(
             f"{type(module).__name__} is not an nn.Sequential, so its layer order can only be "
             "found by running it: pass input_size=(H, W) (any size it accepts), or a list of its "
             "layers in forward order"
         )
-    # Execution order of the leaves is the chain -- only if the network is one. For a network with
-    # branches (skips, residuals) pass the sub-network along the path you care about instead.
-    names = {m: n for n, m in module.named_modules()}
+    # Execution order of the layers is the chain -- only if the network is one. For a network
+    # with branches (skips, residuals) pass the sub-network along the path you care about instead.
+    units = list(_units(module))
+    names = {id(m): n for n, m in reversed(units)}
     order: list[nn.Module] = []
-    leaves = [m for m in module.modules() if next(m.children(), None) is None]
-    hooks = [m.register_forward_hook(lambda mod, _in, _out: order.append(mod)) for m in leaves]
+    hooks = [
+        m.register_forward_hook(lambda mod, _in, _out: order.append(mod))
+        for m in {id(m): m for _, m in units}.values()
+    ]
     x = torch.zeros(1, _in_channels(module, in_channels), *_pair(input_size), **_like(module))
     try:
         with torch.no_grad(), _eval_mode(module):
@@ -199,7 +277,7 @@ def _layers(
     finally:
         for h in hooks:
             h.remove()
-    return [(names[m] or type(m).__name__, m) for m in order]
+    return [(names[id(m)], m) for m in order]
 
 
 def _ops(
@@ -227,7 +305,8 @@ def receptive_field(
     Args:
         module: an ``nn.Sequential`` (nested ones are flattened), a list of modules, or any module
             whose forward is a chain: one forward pass with hooks then gives the layer order.
-            For a network with branches pass one path, e.g. the backbone up to pool4.
+            Parallel blocks (inception modules) count as one layer; for a network whose
+            skips leave and rejoin the chain (FCN-8s, ResNets) pass one path, e.g. up to pool4.
         axis: -1 for width, -2 for height (they differ for non-square kernels or strides).
         input_size: ``(H, W)`` of the zero input used to trace a non-Sequential module.
         in_channels: channels of that input; default: the first Conv2d's ``in_channels``.
@@ -348,12 +427,15 @@ def coord_map(
     """
     total = CoordMap.identity()
     for op in _ops(module, axis, input_size, in_channels, pointwise):
-        k, s, p = op.kernel, op.stride, op.padding
-        if op.kind == "deconv":
-            total = total.then(CoordMap(s, Fraction(k - 1, 2) - p))
-        else:
-            total = total.then(CoordMap(Fraction(1, s), (p - Fraction(k - 1, 2)) / s))
+        total = total.then(_op_map(op))
     return total
+
+
+def _op_map(op: _Op) -> CoordMap:
+    k, s, p = op.kernel, op.stride, op.padding
+    if op.kind == "deconv":
+        return CoordMap(s, Fraction(k - 1, 2) - p)
+    return CoordMap(Fraction(1, s), (p - Fraction(k - 1, 2)) / s)
 
 
 def crop_offset(source: CoordMap, reference: CoordMap) -> int:

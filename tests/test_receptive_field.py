@@ -5,7 +5,7 @@ from fractions import Fraction
 import pytest
 import torch
 from torch import nn
-from torchvision.models import alexnet, vgg16
+from torchvision.models import alexnet, googlenet, vgg16
 
 from fcnlib.receptive_field import (
     CoordMap,
@@ -64,6 +64,64 @@ def test_alexnet_table1_receptive_field_and_stride():
     rf = receptive_field([_meta(alexnet).features, fc6])
     assert (rf[-1].size, rf[-1].stride) == (355, 32)  # Table 1
     assert [r.kind for r in rf].count("maxpool") == 3
+
+
+def _original_googlenet_trunk(net):
+    """torchvision's GoogLeNet made like the original: 5x5 branch convs, a 3x3 pool4."""
+    for block in net.modules():
+        if type(block).__name__ == "Inception":
+            conv = block.branch3[1].conv  # torchvision has 3x3 where the original had 5x5
+            block.branch3[1].conv = nn.Conv2d(conv.in_channels, conv.out_channels, 5, padding=2)
+    net.maxpool4 = nn.MaxPool2d(3, 2, ceil_mode=True)
+    return net
+
+
+def test_googlenet_inception_blocks_count_their_widest_branch():
+    from fcnlib.backbones import trunk_layers
+
+    net = googlenet(weights=None, aux_logits=False, init_weights=False)
+    trunk = trunk_layers(net)
+    rf = receptive_field(trunk, input_size=224)
+    assert [r.kind for r in rf].count("branches") == 9  # the nine inception blocks, one unit each
+    assert (rf[-1].size, rf[-1].stride) == (379, 32)  # 3x3 branches, a 2x2 pool4
+    # the support of the input gradient of the centre unit agrees, position included
+    measured = empirical_receptive_field(trunk.eval(), input_size=448, n_samples=2)
+    assert measured.size == (379, 379)
+    centre = rf[-1].offset + measured.position[1] * rf[-1].stride
+    assert (measured.bbox[1] + measured.bbox[3]) / 2 == centre
+    # The original GoogLeNet (5x5 branches, 3x3 pool4) with its final 7x7 average pool (stride 1
+    # when convolutionalized): the 907 of the paper's Table 1.
+    original = trunk_layers(_original_googlenet_trunk(net))
+    rf = receptive_field([original, nn.AvgPool2d(7, stride=1)], input_size=224)
+    assert (rf[-1].size, rf[-1].stride) == (907, 32)
+
+
+class _Parallel(nn.Module):
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x):
+        return sum(b(x) for b in self.branches)
+
+
+def test_parallel_blocks_with_a_branches_list():
+    block = _Parallel(
+        nn.Conv2d(2, 2, 1),
+        nn.Conv2d(2, 2, 5, padding=2),
+        nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 2, 3, padding=1)),
+        nn.Identity(),
+    )
+    net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(2), block)
+    rf = receptive_field(net)
+    assert [(r.kind, r.size, r.stride, r.offset) for r in rf][-1] == ("branches", 12, 2, 0.5)
+    assert coord_map(net) == coord_map([net[0], net[1], nn.Conv2d(2, 2, 5, padding=2)])
+    measured = empirical_receptive_field(_ones(net), input_size=24)
+    assert measured.size == (12, 12)
+    # branches that put unit j at different places cannot be concatenated: say so
+    shifted = nn.Sequential(_Parallel(nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3)))
+    with pytest.raises(ValueError, match="out of register"):
+        receptive_field(shifted)
 
 
 def test_offsets_of_single_layers():

@@ -284,13 +284,18 @@ def make_net(name):
         "stride_3_nested": (nn.Sequential(conv(2, 4), nn.Sequential(nn.ReLU(), conv(4, 4, 5)),
                                           nn.MaxPool2d(3), conv(4, 4), nn.BatchNorm2d(4).eval(),
                                           conv(4, 3, 4, stride=2, padding=1)), 6),
+        # Chapter 4's backbone in small: batch norm, and a dilated conv after two pools
+        "dilated_bn": (nn.Sequential(conv(2, 4), nn.BatchNorm2d(4).eval(), nn.ReLU(),
+                                     nn.MaxPool2d(2), conv(4, 4), nn.ReLU(), nn.MaxPool2d(2),
+                                     nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.ReLU(),
+                                     conv(4, 3, 1)), 4),
     }  # fmt: skip
     net, f = nets[name]
     return net.double(), f
 
 
 NETS = ["pool", "two_pools", "strided_conv", "avg_pool", "odd_pool", "avg_no_pad_count",
-        "stride_3_nested"]  # fmt: skip
+        "stride_3_nested", "dilated_bn"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NETS)

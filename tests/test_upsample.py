@@ -285,10 +285,9 @@ def make_net(name):
                                           nn.MaxPool2d(3), conv(4, 4), nn.BatchNorm2d(4).eval(),
                                           conv(4, 3, 4, stride=2, padding=1)), 6),
         # Chapter 4's backbone in small: batch norm, and a dilated conv after two pools
-        "dilated_bn": (nn.Sequential(conv(2, 4), nn.BatchNorm2d(4).eval(), nn.ReLU(),
-                                     nn.MaxPool2d(2), conv(4, 4), nn.ReLU(), nn.MaxPool2d(2),
-                                     nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.ReLU(),
-                                     conv(4, 3, 1)), 4),
+        "dilated_bn": (nn.Sequential(conv(2, 4, 1), nn.BatchNorm2d(4).eval(), nn.ReLU(),
+                                     nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=2, dilation=2),
+                                     nn.ReLU(), conv(4, 3, 1)), 2),
     }  # fmt: skip
     net, f = nets[name]
     return net.double(), f

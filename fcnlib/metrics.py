@@ -15,6 +15,11 @@ PASCAL VOC's "void" border) are not counted at all.
 
 Accumulate the matrix over the whole evaluation set and compute once at the end: the mean of
 per-image mean IUs is a different (and not the paper's) number.
+
+The four metrics count every pixel alike, and the interiors of large regions dominate them.
+:func:`boundary_band` selects the pixels near label boundaries (a "trimap" band), where coarse
+predictions fail first: score those alone with
+``target.masked_fill(~boundary_band(target, width), 255)``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
-__all__ = ["ConfusionMatrix", "Scores", "scores"]
+__all__ = ["ConfusionMatrix", "Scores", "boundary_band", "scores"]
 
 
 def _pct(x: float) -> str:
@@ -226,3 +232,34 @@ def scores(
         0.5
     """
     return ConfusionMatrix(n_classes, ignore_index=ignore_index).update(pred, target).compute()
+
+
+def boundary_band(target: torch.Tensor, width: int) -> torch.Tensor:
+    """Bool mask of the pixels within ``width`` pixels of a label boundary (a trimap band).
+
+    A pixel is in the band if its ``(2 width + 1)``-square window holds more than one label value
+    (void counts as a value, so a void outline marks a boundary too). The image border is not a
+    boundary: windows are clipped to the image.
+
+    Args:
+        target: integer labels ``(H, W)`` or ``(N, H, W)``.
+        width: half-width of the band in pixels, >= 1.
+
+    >>> t = torch.zeros(1, 6, 6, dtype=torch.long)
+    >>> t[:, :, 3:] = 1  # a vertical boundary between columns 2 and 3
+    >>> boundary_band(t, 1)[0, 0].int().tolist()
+    [0, 0, 1, 1, 0, 0]
+    """
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be an int >= 1 (pixels), got {width!r}")
+    if target.dim() not in (2, 3) or target.is_floating_point():
+        raise ValueError(
+            f"target must be integer labels (H, W) or (N, H, W), got {target.dtype} "
+            f"{tuple(target.shape)}"
+        )
+    t = target.reshape(-1, 1, *target.shape[-2:]).double()  # float64 holds any label exactly
+    k = 2 * width + 1
+    padded = F.pad(t, (width,) * 4, mode="replicate")  # the border repeats: no boundary there
+    high = F.max_pool2d(padded, k, stride=1)
+    low = -F.max_pool2d(-padded, k, stride=1)
+    return (high != low).reshape(target.shape)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from fcnlib.metrics import ConfusionMatrix, Scores, scores
+from fcnlib.metrics import ConfusionMatrix, Scores, boundary_band, scores
 
 NAN = float("nan")
 
@@ -311,3 +311,36 @@ def test_n_classes_must_be_positive(bad):
 def test_n_classes_must_be_int(bad):
     with pytest.raises(TypeError, match="n_classes must be an int"):
         ConfusionMatrix(bad)
+
+
+# ------------------------------------------------------------------------- boundary band
+
+
+def test_boundary_band_of_a_square_is_a_ring_of_the_given_width():
+    t = torch.zeros(20, 20, dtype=torch.long)
+    t[5:15, 5:15] = 3
+    for width in (1, 2, 3):
+        band = boundary_band(t, width)
+        # distance (Chebyshev) to the nearest pixel of the other label, inside and out
+        inside = torch.zeros(20, 20, dtype=torch.bool)
+        inside[5:15, 5:15] = True
+        ys, xs = torch.meshgrid(torch.arange(20), torch.arange(20), indexing="ij")
+        d_out = torch.stack([5 - ys, ys - 14, 5 - xs, xs - 14]).amax(0)
+        d_in = torch.minimum(torch.minimum(ys - 4, 15 - ys), torch.minimum(xs - 4, 15 - xs))
+        expected = torch.where(inside, d_in, d_out) <= width
+        assert torch.equal(band, expected)
+
+
+def test_boundary_band_edge_cases():
+    flat = torch.full((2, 7, 9), 4, dtype=torch.long)
+    assert not boundary_band(flat, 3).any()  # no boundary, and the image border is not one
+    t = torch.zeros(2, 7, 9, dtype=torch.long)
+    t[1, 3, 4] = 255  # a void pixel is a boundary of its own
+    band = boundary_band(t, 1)
+    assert band.shape == t.shape and not band[0].any()
+    assert band[1].sum() == 9 and band[1, 2:5, 3:6].all()
+    assert boundary_band(t, 50)[1].all()
+    with pytest.raises(ValueError, match="width"):
+        boundary_band(t, 0)
+    with pytest.raises(ValueError, match="integer labels"):
+        boundary_band(t.float(), 1)

@@ -1,0 +1,351 @@
+"""PASCAL VOC / SBD loaders, the seg11valid split and joint transforms, offline on tiny fixtures."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from fcnlib import voc
+from fcnlib.viz import voc_palette
+
+SIZE = (32, 48)
+
+
+def _download_forbidden(*args, **kwargs):
+    raise AssertionError(f"a download was attempted: {args} {kwargs}")
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Every torchvision downloader the VOC and SBD classes can reach fails the test."""
+    for module in (torchvision.datasets.voc, torchvision.datasets.sbd, torchvision.datasets.utils):
+        for name in ("download_and_extract_archive", "download_url"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, _download_forbidden)
+
+
+@pytest.fixture
+def fake_voc(tmp_path):
+    return voc.write_fake_voc(tmp_path, n_train=3, n_val=2, size=SIZE, seed=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def test_fake_voc_is_in_voc_format(tmp_path, fake_voc):
+    folder = tmp_path / "VOCdevkit" / "VOC2012"
+    assert fake_voc.path == folder.resolve()
+    name = fake_voc.splits["train"][0]
+    png = Image.open(folder / "SegmentationClass" / f"{name}.png")
+    assert png.mode == "P"
+    palette = np.array(png.getpalette()).reshape(-1, 3)
+    assert (palette[:256] == voc_palette().numpy()).all()
+    assert (np.array(png) == fake_voc.labels[name]).all()
+    assert Image.open(folder / "JPEGImages" / f"{name}.jpg").format == "JPEG"
+    lines = (folder / "ImageSets" / "Segmentation" / "trainval.txt").read_text().split()
+    assert lines == sorted(fake_voc.splits["train"] + fake_voc.splits["val"])
+
+
+@pytest.mark.parametrize("split", ["train", "val", "trainval"])
+def test_voc_items_match_the_fixture(tmp_path, fake_voc, split):
+    ds = voc.VOCSegmentation(split, root=tmp_path)
+    assert ds.ids == fake_voc.splits[split]
+    assert len(ds) == len(fake_voc.splits[split])
+    for (image, label), name in zip(ds, ds.ids, strict=True):
+        assert image.shape == (3, *SIZE) and image.dtype == torch.float32
+        assert label.shape == SIZE and label.dtype == torch.int64
+        assert image.min() >= 0.0 and image.max() <= 1.0
+        # palette PNG decoded to class indices, void kept as 255
+        assert torch.equal(label, torch.from_numpy(fake_voc.labels[name]).long())
+        assert (label == 255).any() and set(label.unique().tolist()) <= {*range(21), 255}
+        written = torch.from_numpy(fake_voc.images[name]).permute(2, 0, 1) / 255
+        assert (image - written).abs().mean() < 0.03  # JPEG is lossy, but only a little
+
+
+def test_voc2011_uses_torchvision_layout(tmp_path):
+    fake = voc.write_fake_voc(tmp_path, year="2011", n_train=2, n_val=2, size=SIZE)
+    assert fake.path == (tmp_path / "TrainVal" / "VOCdevkit" / "VOC2011").resolve()
+    ds = voc.VOCSegmentation("val", year=2011, root=tmp_path)
+    assert ds.ids == fake.splits["val"]
+    _, label = ds[1]
+    assert torch.equal(label, torch.from_numpy(fake.labels[ds.ids[1]]).long())
+
+
+def test_sbd_labels_equal_what_was_written(tmp_path):
+    fake = voc.write_fake_sbd(tmp_path, n_train=3, n_val=2, size=SIZE, seed=2)
+    mat = scipy.io.loadmat(fake.path / "cls" / f"{fake.splits['train'][0]}.mat")
+    assert mat["GTcls"]["Segmentation"][0, 0].dtype == np.uint8
+    for split in ("train", "val"):
+        ds = voc.SBDSegmentation(split, root=tmp_path)
+        assert ds.ids == fake.splits[split]
+        for (image, label), name in zip(ds, ds.ids, strict=True):
+            assert image.shape == (3, *SIZE) and image.dtype == torch.float32
+            assert label.dtype == torch.int64
+            assert torch.equal(label, torch.from_numpy(fake.labels[name]).long())
+            assert not (label == 255).any()  # SBD has no void band
+    # the fake .mat files also serve torchvision's "boundaries" mode
+    _, edges = torchvision.datasets.SBDataset(fake.path, image_set="val", mode="boundaries")[0]
+    assert edges.shape == (20, *SIZE) and edges.any()
+
+
+def test_sbd_unpacked_by_hand_is_found(tmp_path):
+    fake = voc.write_fake_sbd(tmp_path / "elsewhere", n_train=2, n_val=1, size=SIZE)
+    shutil.copytree(fake.path, tmp_path / "benchmark_RELEASE" / "dataset")
+    assert (
+        voc.dataset_dir("sbd", tmp_path) == (tmp_path / "benchmark_RELEASE" / "dataset").resolve()
+    )
+    assert voc.SBDSegmentation("train", root=tmp_path).ids == fake.splits["train"]
+
+
+def test_id_filter_and_bad_arguments(tmp_path, fake_voc):
+    keep = fake_voc.splits["train"][::2]
+    ds = voc.VOCSegmentation("train", root=tmp_path, ids=reversed(keep))
+    assert ds.ids == keep  # in the split's order
+    with pytest.raises(ValueError, match="not in this split"):
+        voc.VOCSegmentation("train", root=tmp_path, ids=["nope"])
+    with pytest.raises(ValueError, match="split"):
+        voc.VOCSegmentation("test", root=tmp_path)
+    with pytest.raises(ValueError, match="year"):
+        voc.VOCSegmentation("train", year=2007, root=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        voc.fetch("coco", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# seg11valid
+# --------------------------------------------------------------------------------------------
+
+
+def test_seg11valid_is_voc2011_val_minus_sbd_train(tmp_path):
+    val = [f"2011_{i:06d}" for i in range(8)]
+    in_sbd_train, in_sbd_val = val[1:4], [val[4], val[6]]
+    fake = voc.write_fake_voc(
+        tmp_path, year="2011", ids_train=["2010_000001"], ids_val=val, size=SIZE
+    )
+    voc.write_fake_sbd(
+        tmp_path,
+        ids_train=["2008_000001", *in_sbd_train],
+        ids_val=["2008_000002", *in_sbd_val],
+        size=SIZE,
+    )
+    expected = [val[0], val[4], val[5], val[6], val[7]]  # SBD val overlap is not removed
+    assert voc.seg11valid_ids(tmp_path) == expected
+
+    ds = voc.Seg11Valid(root=tmp_path)
+    assert ds.ids == expected and len(ds) == len(expected)
+    _, label = ds[2]
+    assert torch.equal(label, torch.from_numpy(fake.labels[val[5]]).long())
+
+
+def test_split_sizes_of_the_real_data_are_consistent():
+    assert len(voc.VOC_CLASSES) == 21 and voc.VOC_CLASSES[0] == "background"
+    sizes = voc.SPLIT_SIZES
+    for name in ("voc2011", "voc2012"):
+        assert sizes[name]["train"] + sizes[name]["val"] == sizes[name]["trainval"]
+    assert sizes["seg11valid"]["val"] < sizes["voc2011"]["val"]
+
+
+# --------------------------------------------------------------------------------------------
+# Joint transforms
+# --------------------------------------------------------------------------------------------
+
+
+def _coordinate_pair(seed=0):
+    """A label with void, and an image whose channels are (label code, column + 1, row + 1)."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = SIZE
+    label = torch.randint(0, 21, SIZE, generator=g, dtype=torch.uint8)
+    label[torch.rand(SIZE, generator=g) < 0.1] = 255
+    code = torch.where(label == 255, 250, label + 1)
+    cols = torch.arange(1, w + 1).expand(h, w)
+    rows = torch.arange(1, h + 1)[:, None].expand(h, w)
+    return torch.stack([code, cols, rows]).to(torch.uint8), label
+
+
+def test_mirror_and_crop_keep_every_pixel_aligned():
+    image, label = _coordinate_pair()
+    t = voc.train_transform(crop=40, scale=None)  # pads rows (32 < 40), crops columns
+    flipped = 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out_image, out_label = t(image, label)
+        assert out_image.shape == (3, 40, 40) and out_label.shape == (40, 40)
+        px = (out_image * 255).round().long()
+        pad = (px == 0).all(0)
+        assert pad.sum() == 40 * 40 - 32 * 40
+        assert (out_label[pad] == 255).all()
+        # every other pixel carries the label of the input pixel it came from
+        col, row = px[1][~pad] - 1, px[2][~pad] - 1
+        assert torch.equal(out_label[~pad], label[row, col].long())
+        rows_of_cols = px[1][~pad].view(32, 40)
+        flipped += int(rows_of_cols[0, 0] > rows_of_cols[0, 1])
+    assert 0 < flipped < 12  # both mirrored and unmirrored outcomes occurred
+
+
+def _block_pair(seed=0, block=16, band=3):
+    """Blocks of random classes with flat colours, separated by void bands `band` px each side."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = 64, 96
+    classes = torch.randint(0, 21, (h // block, w // block), generator=g, dtype=torch.uint8)
+    label = classes.repeat_interleave(block, 0).repeat_interleave(block, 1)
+    inside = torch.arange(block)
+    core = (inside >= band) & (inside < block - band)
+    core_2d = core.repeat(h // block)[:, None] & core.repeat(w // block)[None, :]
+    colours = _class_colours()
+    image = colours[label.long()].permute(2, 0, 1).contiguous()
+    label[~core_2d] = 255
+    return image, label
+
+
+def _class_colours():
+    g = torch.Generator().manual_seed(123)
+    return torch.randint(20, 236, (21, 3), generator=g, dtype=torch.uint8)
+
+
+def test_scale_jitter_keeps_image_and_label_aligned_off_void():
+    image, label = _block_pair()
+    colours = _class_colours().float() / 255
+    t = voc.train_transform(crop=80, scale=(0.5, 2.0))
+    sizes = set()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out_image, out_label = t(image, label)
+        assert out_image.shape == (3, 80, 80)
+        valid = out_label != 255
+        assert valid.any()
+        expected = colours[out_label[valid]].T
+        assert (out_image[:, valid] - expected).abs().max() <= 2 / 255
+        pad = (out_image == 0).all(0)
+        assert (out_label[pad] == 255).all()
+        sizes.add(int((~pad).sum()))
+    assert len(sizes) > 1  # the scale really varied
+
+
+def test_void_is_never_interpolated_into_a_class():
+    g = torch.Generator().manual_seed(0)
+    label = torch.zeros(SIZE, dtype=torch.uint8)
+    label[torch.rand(SIZE, generator=g) < 0.3] = 7
+    label[torch.rand(SIZE, generator=g) < 0.3] = 255
+    image = torch.rand(3, *SIZE, generator=g)
+    t = voc.train_transform(crop=None, scale=(0.3, 2.5))
+    for seed in range(10):
+        torch.manual_seed(seed)
+        _, out = t(image, label)
+        assert set(out.unique().tolist()) <= {0, 7, 255}
+        assert (out == 255).any()
+
+
+def test_transforms_are_deterministic_under_manual_seed():
+    image, label = _block_pair(seed=3)
+    t = voc.train_transform(crop=48, scale=(0.5, 2.0))
+    torch.manual_seed(7)
+    first = t(image, label)
+    torch.manual_seed(7)
+    again = t(image, label)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    torch.manual_seed(8)
+    other = t(image, label)
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_eval_transform_only_converts(tmp_path, fake_voc):
+    name = fake_voc.splits["val"][0]
+    folder = fake_voc.path
+    pil_image = Image.open(folder / "JPEGImages" / f"{name}.jpg")
+    pil_label = Image.open(folder / "SegmentationClass" / f"{name}.png")
+    image, label = voc.eval_transform()(pil_image, pil_label)
+    ref_image, ref_label = voc.VOCSegmentation("val", root=tmp_path)[0]
+    assert torch.equal(image, ref_image) and torch.equal(label, ref_label)
+
+
+def test_dataset_with_train_transform_batches(tmp_path, fake_voc):
+    ds = voc.VOCSegmentation("trainval", root=tmp_path, transforms=voc.train_transform(crop=40))
+    torch.manual_seed(0)
+    images, labels = next(iter(DataLoader(ds, batch_size=5)))
+    assert images.shape == (5, 3, 40, 40) and images.dtype == torch.float32
+    assert labels.shape == (5, 40, 40) and labels.dtype == torch.int64
+    assert set(labels.unique().tolist()) <= {*range(21), 255}
+
+
+# --------------------------------------------------------------------------------------------
+# Missing data and downloads
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "where"),
+    [
+        (lambda r: voc.VOCSegmentation("train", root=r), "voc2012", "VOCdevkit/VOC2012"),
+        (lambda r: voc.VOCSegmentation("val", year="2011", root=r), "voc2011", "TrainVal"),
+        (lambda r: voc.SBDSegmentation("train", root=r), "sbd", "sbd"),
+        (lambda r: voc.Seg11Valid(root=r), "sbd", "sbd"),
+    ],
+)
+def test_missing_data_error_says_what_where_and_how(tmp_path, make, name, where):
+    root = tmp_path / "data"
+    with pytest.raises(voc.DatasetNotFoundError) as info:
+        make(root)
+    assert isinstance(info.value, FileNotFoundError)
+    message = str(info.value)
+    assert str(root.resolve() / where) in message
+    assert f"python -m fcnlib data fetch {name} --root {root.resolve()}" in message
+
+
+def test_missing_split_file_is_named(tmp_path, fake_voc):
+    split_file = fake_voc.path / "ImageSets" / "Segmentation" / "val.txt"
+    split_file.unlink()
+    assert len(voc.VOCSegmentation("train", root=tmp_path)) == 3
+    with pytest.raises(voc.DatasetNotFoundError, match=str(split_file)):
+        voc.VOCSegmentation("val", root=tmp_path)
+
+
+def test_default_root_is_fcn_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("FCN_DATA", str(tmp_path))
+    with pytest.raises(voc.DatasetNotFoundError, match=f"--root {tmp_path.resolve()}"):
+        voc.VOCSegmentation()
+    voc.write_fake_voc(tmp_path, n_train=1, n_val=1, size=SIZE)
+    assert len(voc.VOCSegmentation()) == 1
+
+
+def test_download_true_skips_data_already_there(tmp_path, fake_voc):
+    voc.write_fake_sbd(tmp_path, ids_train=["x"], ids_val=["y"], size=SIZE)
+    voc.write_fake_voc(tmp_path, year="2011", n_train=1, n_val=2, size=SIZE)
+    # the autouse fixture fails the test if any downloader runs
+    assert len(voc.VOCSegmentation("val", root=tmp_path, download=True)) == 2
+    assert len(voc.SBDSegmentation("val", root=tmp_path, download=True)) == 1
+    assert len(voc.Seg11Valid(root=tmp_path, download=True)) == 2
+    assert voc.fetch("voc2012", tmp_path) == fake_voc.path
+
+
+def test_fetch_uses_torchvision_download_with_md5(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_voc_download(url, download_root, *args, **kwargs):
+        calls.append((url, kwargs.get("md5")))
+        voc.write_fake_voc(download_root, n_train=2, n_val=1, size=SIZE)
+
+    def fake_sbd_download(url, download_root, *args, **kwargs):
+        calls.append((url, kwargs.get("md5")))
+        unpacked = Path(download_root) / "benchmark_RELEASE" / "dataset"
+        fake = voc.write_fake_sbd(tmp_path / "scratch", n_train=2, n_val=1, size=SIZE)
+        shutil.copytree(fake.path, unpacked)
+        (unpacked / "inst").mkdir()
+
+    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", fake_voc_download)
+    monkeypatch.setattr(torchvision.datasets.sbd, "download_and_extract_archive", fake_sbd_download)
+
+    root = tmp_path / "data"
+    assert len(voc.VOCSegmentation("val", root=root, download=True)) == 1
+    assert voc.fetch("sbd", root) == (root / "sbd").resolve()
+    assert len(voc.SBDSegmentation("train", root=root)) == 2
+    year = torchvision.datasets.voc.DATASET_YEAR_DICT["2012"]
+    sbd = torchvision.datasets.SBDataset
+    assert calls == [(year["url"], year["md5"]), (sbd.url, sbd.md5)]

@@ -3,7 +3,8 @@
 The paper's vocabulary made executable (Long, Shelhamer & Darrell, CVPR 2015 / PAMI 2017).
 One idea per module:
 
-- :mod:`fcnlib.data`            synthetic lab-bench scenes (and, later, real datasets)
+- :mod:`fcnlib.data`            synthetic lab-bench scenes
+- :mod:`fcnlib.voc`             PASCAL VOC 2011/2012, SBD, seg11valid; joint transforms
 - :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
 - :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
 - :mod:`fcnlib.backbones`       classifiers to start from: TinyVGG (lab), VGG16, AlexNet, GoogLeNet
@@ -11,6 +12,8 @@ One idea per module:
 - :mod:`fcnlib.receptive_field` receptive field, jump and offset; coordinate maps and crops
 - :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch, filter rarefaction
 - :mod:`fcnlib.viz`             palettes, overlays, figure helpers
+- :mod:`fcnlib.train`           recipes, loss, training loop, evaluation, checkpoints
+- :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
 """
 
@@ -24,6 +27,7 @@ from fcnlib import (
     receptive_field,
     upsample,
     viz,
+    voc,
 )
 from fcnlib.config import Scale, get_scale, pick_device, seed_everything
 from fcnlib.data import ShapesClassification, ShapesDataset
@@ -54,4 +58,5 @@ __all__ = [
     "seed_everything",
     "upsample",
     "viz",
+    "voc",
 ]

@@ -7,6 +7,12 @@ Defaults are the lab bench, so every command works offline on a laptop:
     python -m fcnlib eval runs/fcn8s.pt
     python -m fcnlib predict runs/fcn8s.pt photo.png --out-dir predictions
     python -m fcnlib bench data
+
+Training runs data-parallel on several GPUs when started by ``torchrun``, one process per GPU
+(``--batch-size`` is then per process; only rank 0 prints and saves; see fcnlib.distributed):
+
+    torchrun --standalone --nproc_per_node=2 -m fcnlib train --model fcn8s --checkpoint runs/a.pt
+    torchrun --standalone --nproc_per_node=2 -m fcnlib train --device cpu ...   # gloo, no GPU
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an FCN and save a checkpoint",
         description="Train an FCN on the lab-bench scenes.",
+        epilog="Several GPUs: 'torchrun --standalone --nproc_per_node=N -m fcnlib train ...' "
+        "trains with DistributedDataParallel, one process per GPU (--device cpu: gloo processes "
+        "on the CPU). --batch-size is then per process; only rank 0 prints and saves.",
     )
     train.add_argument("--model", choices=sorted(_MODELS), default="fcn8s")
     train.add_argument(
@@ -137,12 +146,24 @@ def _model_from_checkpoint(path: Path, device: torch.device):
 
 
 def _train(args: argparse.Namespace) -> None:
+    from fcnlib.distributed import cleanup, init_distributed
+
+    # a no-op unless torchrun started this process; NCCL puts each process on its own GPU
+    init_distributed(backend="gloo" if args.device == "cpu" else None)
+    try:
+        _train_here(args)
+    finally:
+        cleanup()
+
+
+def _train_here(args: argparse.Namespace) -> None:
     from fcnlib.config import pick_device
     from fcnlib.data import ShapesDataset
+    from fcnlib.distributed import barrier, is_main_process
     from fcnlib.models import fcn, init_from
     from fcnlib.train import fit, recipe
 
-    device = pick_device(args.device)
+    device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
     overrides = {"epochs": args.epochs, "seed": args.seed}
     if args.lr is not None:
         overrides["lr"] = args.lr
@@ -152,14 +173,18 @@ def _train(args: argparse.Namespace) -> None:
     n_classes = ShapesDataset.n_classes
     spec = {"backbone": args.backbone, "n_classes": n_classes, "stride": _MODELS[args.model],
             "align": args.align}  # fmt: skip
+    if not is_main_process():
+        barrier()  # let rank 0 pre-train and cache the lab backbone first, then load it
     model = fcn(
         args.backbone,
         n_classes=n_classes,
         stride=spec["stride"],
         align=args.align,
-        pretrained=True,
-        progress=not args.no_progress,
+        pretrained=not args.no_pretrained,
+        progress=not args.no_progress and is_main_process(),
     )
+    if is_main_process():
+        barrier()
     if args.init_from is not None:
         coarser, _ = _model_from_checkpoint(args.init_from, torch.device("cpu"))
         init_from(model, coarser)
@@ -168,6 +193,8 @@ def _train(args: argparse.Namespace) -> None:
     history = fit(model, train.materialize(), val.materialize(), config=config,
                   n_classes=n_classes, device=device, checkpoint=args.checkpoint,
                   progress=not args.no_progress, extra={"model": spec})  # fmt: skip
+    if not is_main_process():
+        return
     last = history[-1]
     print(
         f"{args.model} ({args.backbone}), {len(history)} epochs: mean IU "

@@ -13,6 +13,8 @@ here knows about patches: a model maps ``(N, 3, H, W)`` images to ``(N, C, H, W)
   to disk unless a checkpoint path is given. A run resumed from a checkpoint at an epoch boundary
   replays the same batches and random numbers, so it ends bit-identical to an uninterrupted run.
 * Device, mixed precision (``amp``), ``channels_last`` and ``torch.compile`` are one-line switches.
+* Under ``torchrun`` (see :mod:`fcnlib.distributed`) :func:`fit` trains with
+  DistributedDataParallel, one process per GPU; the batch size is then per process.
 
 >>> config = recipe("fast", epochs=2)
 >>> config.optimizer, config.schedule
@@ -38,11 +40,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from fcnlib._io import atomic_torch_save
 from fcnlib.config import pick_device, seed_everything
+from fcnlib.distributed import (
+    ShardSampler,
+    barrier,
+    broadcast_buffers,
+    is_distributed,
+    is_main_process,
+    reduce_epoch_stats,
+    wrap_ddp,
+)
 from fcnlib.metrics import ConfusionMatrix, Scores
 
 __all__ = [
@@ -411,20 +424,26 @@ def make_grad_scaler(device: torch.device | str, amp: str) -> torch.amp.GradScal
     return torch.amp.GradScaler(torch.device(device).type)
 
 
-def prepare_model(model: nn.Module, *, config: TrainConfig, device: torch.device) -> nn.Module:
+def prepare_model(
+    model: nn.Module, *, config: TrainConfig, device: torch.device, ddp: bool = False
+) -> nn.Module:
     """Move ``model`` to ``device`` (channels_last if asked); return it, compiled if asked.
 
     ``torch.compile`` is optional: the first steps are slow while it compiles (minutes on a CPU),
-    later ones faster. Checkpoints always store the original, uncompiled model's weights.
+    later ones faster. With ``ddp`` the model is wrapped in DistributedDataParallel (before
+    compiling, as PyTorch recommends). Checkpoints always store the original model's weights.
     """
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    if ddp:
+        model = wrap_ddp(model, device)
     return torch.compile(model) if config.compile else model
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "_orig_mod", model)  # torch.compile's wrapper keeps the original here
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper keeps the original here
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 # ----------------------------------------------------------------------------- epochs
@@ -517,11 +536,14 @@ def evaluate(
     channels_last: bool = False,
     ignore_index: int = 255,
     progress: bool = False,
+    all_reduce: bool = False,
 ) -> Scores:
     """The paper's metrics over ``loader``, from one confusion matrix kept on ``device``.
 
     ``device`` defaults to the model's. The model runs in eval mode under inference_mode; each
-    submodule's train/eval flag is restored afterwards.
+    submodule's train/eval flag is restored afterwards. With ``all_reduce`` every process of a
+    torch.distributed group scores its own shard of the data (one that does not repeat images,
+    e.g. :class:`fcnlib.distributed.ShardSampler`) and the confusion matrices are summed.
     """
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -541,6 +563,9 @@ def evaluate(
     finally:
         for module, mode in modes:
             module.training = mode
+    if all_reduce:
+        matrix.matrix = matrix.matrix.to(device)  # NCCL needs it on the GPU, even if no batch ran
+        matrix.all_reduce_()
     return matrix.compute()
 
 
@@ -581,13 +606,23 @@ def _as_dataset(data: Any, name: str) -> Dataset:
     )
 
 
-def _loader(ds: Dataset, config: TrainConfig, device: torch.device, *, seed: int, shuffle: bool):
+def _loader(
+    ds: Dataset,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    seed: int,
+    shuffle: bool,
+    sampler: Sampler | None = None,
+):
     # A fresh generator per epoch: the order depends on (seed, epoch) only, so a resumed run
     # draws the same batches, and loading never consumes torch's global random stream.
+    # A sampler (distributed training) picks and orders this process's share itself.
     return DataLoader(
         ds,
         batch_size=config.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         generator=torch.Generator().manual_seed(seed),
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
@@ -625,6 +660,13 @@ def fit(
     the saved epoch (a finished run returns at once). ``extra`` (plain values, e.g. the model's
     build arguments) is stored in every checkpoint.
 
+    Inside a torch.distributed group of several processes (``torchrun``, after
+    :func:`fcnlib.distributed.init_distributed`) every process calls ``fit`` the same way: the
+    model trains under DistributedDataParallel on this process's share of each epoch,
+    ``config.batch_size`` images per process and step, and validation is split across the
+    processes and summed. Only rank 0 shows progress and writes the checkpoint; every rank
+    returns the same history. See :mod:`fcnlib.distributed`.
+
     >>> data = (torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4, 8, 8)))
     >>> config = recipe("fast", epochs=2)
     >>> history = fit(nn.Conv2d(3, 2, 1), data, data, config=config, n_classes=2, progress=False)
@@ -636,9 +678,14 @@ def fit(
     device = pick_device(device)
     train_set = _as_dataset(train_data, "train_data")
     val_set = None if val_data is None else _as_dataset(val_data, "val_data")
-    runner = prepare_model(model, config=config, device=device)
+    distributed = is_distributed()
+    progress = progress and is_main_process()
+    runner = prepare_model(model, config=config, device=device, ddp=distributed)
     optimizer = make_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    # each rank's share of an epoch, padded by DistributedSampler to the same length everywhere
+    sampler = DistributedSampler(train_set, seed=config.seed * 1000) if distributed else None
+    share = len(train_set) if sampler is None else len(sampler)
+    steps_per_epoch = math.ceil(share / config.batch_size)
     scheduler = make_scheduler(optimizer, config, config.epochs * steps_per_epoch)
     scaler = make_grad_scaler(device, config.amp)
     weights = None
@@ -659,7 +706,16 @@ def fit(
     else:
         seed_everything(config.seed)
     for epoch in range(start, config.epochs):
-        loader = _loader(train_set, config, device, seed=config.seed * 1000 + epoch, shuffle=True)
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # shuffles with seed * 1000 + epoch, like the generator
+        loader = _loader(
+            train_set,
+            config,
+            device,
+            seed=config.seed * 1000 + epoch,
+            shuffle=True,
+            sampler=sampler,
+        )
         stats = train_one_epoch(
             runner,
             loader,
@@ -672,33 +728,43 @@ def fit(
             epoch=epoch + 1,
             progress=progress,
         )
+        stats = reduce_epoch_stats(stats)  # mean loss over the ranks (as is, in one process)
         step += stats["steps"]
         record = {"epoch": epoch + 1, "step": step, **stats}
         if val_set is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs):
-            val_loader = _loader(val_set, config, device, seed=0, shuffle=False)
+            shard = ShardSampler(val_set) if distributed else None  # no padding: count once
+            val_loader = _loader(val_set, config, device, seed=0, shuffle=False, sampler=shard)
+            if distributed:
+                # Every rank scores rank 0's weights and BatchNorm statistics (those that the
+                # checkpoint keeps) with the plain module: DDP's forward syncs buffers across
+                # ranks, which would hang when the shards have different numbers of batches.
+                broadcast_buffers(model)
             scores = evaluate(
-                runner,
+                model if distributed else runner,
                 val_loader,
                 n_classes=n_classes,
                 device=device,
                 amp=config.amp,
                 channels_last=config.channels_last,
                 ignore_index=config.ignore_index,
+                all_reduce=distributed,
             )
             record.update(scores.as_dict(), iu=scores.iu.tolist())
         history.append(record)
         if progress:
             tqdm.write(", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "iu"))
         if path is not None:
-            save_checkpoint(
-                path,
-                **objects,
-                epoch=epoch + 1,
-                step=step,
-                config=config,
-                history=history,
-                extra=extra,
-            )
+            if is_main_process():
+                save_checkpoint(
+                    path,
+                    **objects,
+                    epoch=epoch + 1,
+                    step=step,
+                    config=config,
+                    history=history,
+                    extra=extra,
+                )
+            barrier()  # the other ranks wait until the file is complete
     return history
 
 

@@ -7,6 +7,7 @@ Defaults are the lab bench, so every command works offline on a laptop:
     python -m fcnlib eval runs/fcn8s.pt
     python -m fcnlib predict runs/fcn8s.pt photo.png --out-dir predictions
     python -m fcnlib bench data
+    python -m fcnlib data fetch voc2012 --root ~/data    # PASCAL VOC, SBD: see fcnlib.voc
 
 Training runs data-parallel on several GPUs when started by ``torchrun``, one process per GPU
 (``--batch-size`` is then per process; only rank 0 prints and saves; see fcnlib.distributed):
@@ -114,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.add_argument("--device", default="auto")
     be.add_argument("--size", type=int, help="image side (default depends on the benchmark)")
+
+    da = sub.add_parser(
+        "data",
+        help="download the real datasets (PASCAL VOC, SBD)",
+        description="Download and check a dataset of the full-scale experiments (fcnlib.voc). "
+        "Nothing is fetched again if it is already complete.",
+    )
+    da.add_argument("action", choices=["fetch"])
+    da.add_argument("name", choices=["voc2012", "voc2011", "sbd"])
+    da.add_argument("--root", type=Path, help="default: $FCN_DATA (fcnlib.config.data_dir)")
     return parser
 
 
@@ -247,9 +258,27 @@ def _bench(args: argparse.Namespace) -> None:
     )
 
 
+def _data(args: argparse.Namespace) -> None:
+    from urllib.error import URLError
+
+    from fcnlib import voc
+
+    try:
+        path = voc.fetch(args.name, args.root)
+    except (URLError, ConnectionError, TimeoutError) as e:
+        where = voc.dataset_dir(args.name, args.root)
+        raise SystemExit(
+            f"could not download {args.name}: {e}. Check the network connection and try again, "
+            f"or download the archive by hand and unpack it so that {where} exists "
+            "(see the fcnlib.voc module documentation for the files and their layout)"
+        ) from e
+    print(f"{args.name}: {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}[args.command](args)
+    commands = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench, "data": _data}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

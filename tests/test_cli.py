@@ -46,3 +46,15 @@ def test_checkpoint_without_model_spec_is_refused(tmp_path):
 def test_unknown_choices_are_rejected():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--model", "fcn2s"])
+
+
+def test_data_fetch_calls_the_downloader_with_the_root(tmp_path, monkeypatch, capsys):
+    from fcnlib import voc
+
+    calls = []
+    monkeypatch.setattr(voc, "fetch", lambda name, root: calls.append((name, root)) or root)
+    main(["data", "fetch", "sbd", "--root", str(tmp_path)])
+    assert calls == [("sbd", tmp_path)]
+    assert str(tmp_path) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["data", "fetch", "imagenet"])  # argparse names the valid choices

@@ -1,6 +1,7 @@
 # The course's commands. Each one sets up .venv (from requirements.txt) when it is missing or stale.
 #   make test   unit tests (tests/) + every chapter executed by nbval, after ruff
-#   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed
+#   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
+#               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters
 
 PYTHON ?= python3
@@ -22,6 +23,7 @@ test: $(STAMP)
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	$(BIN)/python book/check_links.py _build/html
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

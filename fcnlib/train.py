@@ -97,6 +97,8 @@ class TrainConfig:
     did not speed convergence in wall time); ``class_weights`` is ``None``, ``"balanced"``
     (inverse frequency from the training labels) or one weight per class. ``warmup_steps`` ramps
     the lr up linearly (for "onecycle" it is the rise phase, default 30% of training).
+    ``cudnn_benchmark`` (CUDA only) lets cuDNN pick the fastest convolution algorithm for each
+    input shape: a gain when shapes repeat (fixed-size crops), a cost when every image differs.
     """
 
     optimizer: str = "sgd"
@@ -115,6 +117,7 @@ class TrainConfig:
     amp: str = "off"
     channels_last: bool = False
     compile: bool = False
+    cudnn_benchmark: bool = True  # on CUDA: let cuDNN time its algorithms for each input shape
     grad_clip: float | None = None
     num_workers: int = 0
     seed: int = 0
@@ -433,6 +436,8 @@ def prepare_model(
     later ones faster. With ``ddp`` the model is wrapped in DistributedDataParallel (before
     compiling, as PyTorch recommends). Checkpoints always store the original model's weights.
     """
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -24,6 +24,7 @@ from fcnlib.train import (
     make_optimizer,
     make_scheduler,
     param_groups,
+    prepare_model,
     recipe,
     resolve_amp,
     save_checkpoint,
@@ -480,3 +481,18 @@ def test_fit_says_what_data_it_expects():
         fit(nn.Conv2d(3, 2, 1), (images, labels[:3]), **run)
     with pytest.raises(TypeError, match="must be a Dataset or a pair"):
         fit(nn.Conv2d(3, 2, 1), [images.numpy(), labels.numpy()], **run)
+
+
+def test_cudnn_autotuning_is_a_switch_used_on_cuda_only(monkeypatch):
+    model = nn.Conv2d(3, 2, 1)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    prepare_model(model, config=recipe("fast"), device=torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False  # CPU runs leave cuDNN alone
+    if torch.cuda.is_available():
+        prepare_model(model, config=recipe("fast"), device=torch.device("cuda"))
+        assert torch.backends.cudnn.benchmark is True
+        prepare_model(model, config=recipe("fast", cudnn_benchmark=False), device="cuda")
+        assert torch.backends.cudnn.benchmark is False
+    restored = TrainConfig.from_dict({k: v for k, v in recipe("fast").to_dict().items()
+                                      if k != "cudnn_benchmark"})  # fmt: skip
+    assert restored.cudnn_benchmark is True  # checkpoints from before the switch still load

@@ -144,15 +144,13 @@ def convolutionalize(classifier: nn.Module) -> nn.Sequential:
 def _geometry(modules: list[nn.Module]) -> list[nn.Module]:
     """The chain of layers that move coordinates, for :mod:`fcnlib.receptive_field`.
 
-    GoogLeNet's inception blocks keep coordinates (every branch is stride 1 and 'same' padded)
-    and are left out; its BasicConv2d is a convolution followed by batch norm.
+    GoogLeNet's BasicConv2d is a convolution followed by batch norm; its inception blocks are
+    parallel blocks, which receptive_field reads as one layer.
     """
     out: list[nn.Module] = []
     for m in modules:
         if isinstance(m, nn.Sequential):
             out += _geometry(list(m))
-        elif type(m).__name__ == "Inception":
-            continue
         elif type(m).__name__ == "BasicConv2d":
             out.append(m.conv)
         else:

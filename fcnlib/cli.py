@@ -9,6 +9,16 @@ Defaults are the lab bench, so every command works offline on a laptop:
     python -m fcnlib bench data
     python -m fcnlib data fetch voc2012 --root ~/data    # PASCAL VOC, SBD: see fcnlib.voc
 
+Full scale (a GPU): the paper's data is ``--data voc``: training on SBD train (or VOC train),
+validation on seg11valid; the recipes' learning rates follow the backbone and the stage:
+
+    python -m fcnlib data fetch voc2011 && python -m fcnlib data fetch sbd
+    python -m fcnlib train --data voc --backbone vgg16 --model fcn32s --recipe heavy \
+        --epochs 12 --amp bf16 --channels-last --workers 8 --checkpoint runs/voc32s.pt
+    python -m fcnlib train --data voc --backbone vgg16 --model fcn16s --recipe heavy \
+        --init-from runs/voc32s.pt --epochs 6 --checkpoint runs/voc16s.pt
+    python -m fcnlib eval runs/voc16s.pt --data voc
+
 Training runs data-parallel on several GPUs when started by ``torchrun``, one process per GPU
 (``--batch-size`` is then per process; only rank 0 prints and saves; see fcnlib.distributed):
 
@@ -61,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(RECIPES),
         default="fast",
         help="'fast' converges in CPU minutes; 'paper' and 'heavy' are the "
-        "paper's and the official repository's recipes",
+        "paper's and the official repository's recipes. The learning rate follows the "
+        "backbone ('paper') and is lowered for each stage started with --init-from "
+        "(fcnlib.train.stage_recipe)",
     )
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
@@ -84,7 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("runs/fcn.pt"),
         help="where to save (and resume from); default runs/fcn.pt",
     )
+    speed = train.add_argument_group("speed switches (see fcnlib.train.TrainConfig)")
+    speed.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
+    speed.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the model")
     _data_args(train)
+    train.add_argument(
+        "--train-set",
+        choices=["sbd", "voc2011", "voc2012"],
+        default="sbd",
+        help="--data voc: the training images (SBD train, as the paper)",
+    )
+    train.add_argument(
+        "--crop",
+        type=int,
+        default=500,
+        help="--data voc: random crop side; smaller images are padded with void, so 500 keeps "
+        "every VOC image whole",
+    )
 
     ev = sub.add_parser(
         "eval",
@@ -92,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint on lab-bench scenes.",
     )
     ev.add_argument("checkpoint", type=Path)
-    ev.add_argument("--split", choices=["val", "test"], default="val")
+    ev.add_argument("--split", choices=["val", "test"], default="val", help="lab-bench split")
     _data_args(ev)
 
     pr = sub.add_parser(
@@ -129,12 +158,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        choices=["shapes", "voc"],
+        default="shapes",
+        help="'shapes': lab-bench scenes (offline); 'voc': PASCAL VOC + SBD, validated on "
+        "seg11valid (python -m fcnlib data fetch voc2011 / sbd first)",
+    )
+    p.add_argument("--root", type=Path, help="--data voc: data root (default $FCN_DATA)")
     p.add_argument("--size", type=int, default=128, help="scene side in pixels")
     p.add_argument("--n-train", type=int, default=1024)
     p.add_argument("--n-val", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _datasets(args: argparse.Namespace, *, train: bool):
+    """(training set or None, validation set, class names) for --data."""
+    if args.data == "voc":
+        from fcnlib import voc
+
+        try:
+            if not train:
+                return None, voc.Seg11Valid(root=args.root), voc.VOC_CLASSES
+            data, val = voc.paper_datasets(args.train_set, root=args.root, crop=args.crop)
+        except voc.DatasetNotFoundError as e:
+            raise SystemExit(str(e)) from None
+        return data, val, voc.VOC_CLASSES
+    from fcnlib.data import CLASSES, ShapesDataset
+
+    split = "val" if train else args.split
+    val = ShapesDataset(split, size=args.size, length=args.n_val, seed=args.seed).materialize()
+    if not train:
+        return None, val, CLASSES
+    data = ShapesDataset("train", size=args.size, length=args.n_train, seed=args.seed)
+    return data.materialize(), val, CLASSES
 
 
 def _model_from_checkpoint(path: Path, device: torch.device):
@@ -169,19 +229,29 @@ def _train(args: argparse.Namespace) -> None:
 
 def _train_here(args: argparse.Namespace) -> None:
     from fcnlib.config import pick_device
-    from fcnlib.data import ShapesDataset
     from fcnlib.distributed import barrier, is_main_process
     from fcnlib.models import fcn, init_from
-    from fcnlib.train import fit, recipe
+    from fcnlib.train import fit, stage_recipe
 
     device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
-    overrides = {"epochs": args.epochs, "seed": args.seed}
-    if args.lr is not None:
-        overrides["lr"] = args.lr
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
-    config = recipe(args.recipe, **overrides)
-    n_classes = ShapesDataset.n_classes
+    train, val, classes = _datasets(args, train=True)
+    overrides = {"epochs": args.epochs, "seed": args.seed, "num_workers": args.workers}
+    for name in ("lr", "batch_size", "amp"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    if args.channels_last:
+        overrides["channels_last"] = True
+    if args.compile:
+        overrides["compile"] = True
+    config = stage_recipe(
+        args.recipe,
+        backbone=args.backbone,
+        stride=_MODELS[args.model],
+        staged=args.init_from is not None,
+        whole_images=args.data == "voc",
+        **overrides,
+    )
+    n_classes = len(classes)
     spec = {"backbone": args.backbone, "n_classes": n_classes, "stride": _MODELS[args.model],
             "align": args.align}  # fmt: skip
     if not is_main_process():
@@ -199,16 +269,15 @@ def _train_here(args: argparse.Namespace) -> None:
     if args.init_from is not None:
         coarser, _ = _model_from_checkpoint(args.init_from, torch.device("cpu"))
         init_from(model, coarser)
-    train = ShapesDataset("train", size=args.size, length=args.n_train, seed=args.seed)
-    val = ShapesDataset("val", size=args.size, length=args.n_val, seed=args.seed)
-    history = fit(model, train.materialize(), val.materialize(), config=config,
-                  n_classes=n_classes, device=device, checkpoint=args.checkpoint,
-                  progress=not args.no_progress, extra={"model": spec})  # fmt: skip
+    history = fit(model, train, val, config=config, n_classes=n_classes, device=device,
+                  checkpoint=args.checkpoint, progress=not args.no_progress,
+                  extra={"model": spec, "data": args.data})  # fmt: skip
     if not is_main_process():
         return
     last = history[-1]
     print(
-        f"{args.model} ({args.backbone}), {len(history)} epochs: mean IU "
+        f"{args.model} ({args.backbone}, {args.data}, {args.recipe} recipe, lr {config.lr:.3g}), "
+        f"{len(history)} epochs: mean IU "
         f"{100 * last.get('mean_iu', float('nan')):.1f}, pixel acc "
         f"{100 * last.get('pixel_acc', float('nan')):.1f}; saved {args.checkpoint}"
     )
@@ -216,16 +285,28 @@ def _train_here(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     from fcnlib.config import pick_device
-    from fcnlib.data import CLASSES, ShapesDataset
     from fcnlib.train import evaluate
 
     device = pick_device(args.device)
     model, spec = _model_from_checkpoint(args.checkpoint, device)
-    data = ShapesDataset(args.split, size=args.size, length=args.n_val, seed=args.seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=16)
-    scores = evaluate(model, loader, n_classes=spec["n_classes"], device=device)
-    print(f"{args.checkpoint} on {len(data)} {args.split} scenes: {scores}")
-    print(scores.to_table(list(CLASSES)))
+    _, data, classes = _datasets(args, train=False)
+    if len(classes) != spec["n_classes"]:
+        raise SystemExit(
+            f"{args.checkpoint} predicts {spec['n_classes']} classes but --data {args.data} has "
+            f"{len(classes)}; evaluate it on the data it was trained on"
+        )
+    if args.data == "voc":  # whole images of different sizes: one at a time
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=1, num_workers=args.workers, pin_memory=device.type == "cuda"
+        )
+        what = f"{len(data)} seg11valid images"
+    else:
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data), batch_size=16)
+        what = f"{len(data[0])} {args.split} scenes"
+    scores = evaluate(model, loader, n_classes=spec["n_classes"], device=device,
+                      progress=not args.no_progress)  # fmt: skip
+    print(f"{args.checkpoint} on {what}: {scores}")
+    print(scores.to_table(list(classes)))
 
 
 def _predict(args: argparse.Namespace) -> None:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
@@ -59,7 +59,9 @@ from fcnlib.distributed import (
 from fcnlib.metrics import ConfusionMatrix, Scores
 
 __all__ = [
+    "PAPER_LR",
     "RECIPES",
+    "STAGE_LR_FACTOR",
     "History",
     "TrainConfig",
     "autocast_context",
@@ -76,6 +78,7 @@ __all__ = [
     "resolve_amp",
     "save_checkpoint",
     "segmentation_loss",
+    "stage_recipe",
     "train_one_epoch",
 ]
 
@@ -99,6 +102,8 @@ class TrainConfig:
     the lr up linearly (for "onecycle" it is the rise phase, default 30% of training).
     ``cudnn_benchmark`` (CUDA only) lets cuDNN pick the fastest convolution algorithm for each
     input shape: a gain when shapes repeat (fixed-size crops), a cost when every image differs.
+    ``eval_batch_size`` is the validation batch size (default: ``batch_size``); whole VOC images
+    differ in size and do not stack, so :func:`stage_recipe` sets it to 1 for them.
     """
 
     optimizer: str = "sgd"
@@ -118,6 +123,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     cudnn_benchmark: bool = True  # on CUDA: let cuDNN time its algorithms for each input shape
+    eval_batch_size: int | None = None  # None: batch_size; 1 for images of different sizes
     grad_clip: float | None = None
     num_workers: int = 0
     seed: int = 0
@@ -126,6 +132,8 @@ class TrainConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1 or None, got {self.eval_batch_size}")
         if not (self.lr > 0 and self.batch_size >= 1 and self.epochs >= 0):
             raise ValueError(
                 f"need lr > 0, batch_size >= 1 and epochs >= 0, got lr={self.lr}, "
@@ -197,6 +205,57 @@ def recipe(name: str, **overrides: Any) -> TrainConfig:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}: expected one of {sorted(RECIPES)}")
     return RECIPES[name].replace(**overrides)
+
+
+# The paper's learning rates per backbone (section 4.1; mean loss, batch 20).
+PAPER_LR: dict[str, float] = {
+    "alexnet": 1e-3,
+    "vgg16": 1e-4,
+    "vgg16_caffe": 1e-4,
+    "googlenet": 5e-5,
+}
+# Staged training lowers the lr at each stage (32s -> 16s -> 8s): 100x in the official recipe
+# (1e-10, 1e-12, 1e-14); fcnlib lowers the paper recipe the same way and "fast" by 3x.
+STAGE_LR_FACTOR: dict[str, float] = {"paper": 1e-2, "heavy": 1e-2, "fast": 1 / 3}
+
+
+def stage_recipe(
+    name: str,
+    *,
+    backbone: str | None = None,
+    stride: int = 32,
+    staged: bool = False,
+    whole_images: bool = False,
+    **overrides: Any,
+) -> TrainConfig:
+    """A recipe for one net of the staged 32s -> 16s -> 8s training: :func:`recipe` plus the
+    learning rate that the backbone and the stage call for.
+
+    Args:
+        name: ``"paper"``, ``"heavy"`` or ``"fast"`` (see :func:`recipe`).
+        backbone: with ``"paper"``, the paper's lr for it (:data:`PAPER_LR`; others keep 1e-4).
+        stride: 32, 16, 8 (or 4): the net being trained.
+        staged: the net starts from the next coarser one (:func:`fcnlib.models.init_from`): the lr
+            is lowered once per stage below 32, by :data:`STAGE_LR_FACTOR`. Without it (a net
+            trained at once from the backbone) the lr stays the stride-32 one.
+        whole_images: validation images of different sizes (VOC): ``eval_batch_size=1``.
+        overrides: any other :class:`TrainConfig` field (an explicit ``lr`` wins).
+
+    >>> stage_recipe("heavy", stride=8, staged=True).lr  # the official FCN-8s lr
+    1e-14
+    >>> stage_recipe("paper", backbone="alexnet").lr
+    0.001
+    """
+    if stride not in (32, 16, 8, 4):
+        raise ValueError(f"stride must be 32, 16, 8 or 4, got {stride!r}")
+    config = recipe(name)
+    lr = PAPER_LR.get(backbone, config.lr) if name == "paper" else config.lr
+    if staged:
+        lr *= STAGE_LR_FACTOR[name] ** ((32 // stride).bit_length() - 1)  # 16s: once, 8s: twice
+    changes: dict[str, Any] = {"lr": lr}
+    if whole_images:
+        changes["eval_batch_size"] = 1
+    return config.replace(**{**changes, **overrides})
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -611,6 +670,21 @@ def _as_dataset(data: Any, name: str) -> Dataset:
     )
 
 
+def _collate(batch: list) -> Any:
+    try:
+        return default_collate(batch)
+    except RuntimeError as e:
+        if "stack expects each tensor to be equal size" not in str(e):
+            raise
+        sizes = sorted({tuple(item[0].shape[-2:]) for item in batch})
+        raise ValueError(
+            f"images of different sizes cannot share a batch (found {sizes[:4]}): crop them to "
+            "one size for training (fcnlib.voc.train_transform(crop=...)), and evaluate whole "
+            "images one at a time (TrainConfig(eval_batch_size=1), or stage_recipe(..., "
+            "whole_images=True))"
+        ) from e
+
+
 def _loader(
     ds: Dataset,
     config: TrainConfig,
@@ -619,17 +693,19 @@ def _loader(
     seed: int,
     shuffle: bool,
     sampler: Sampler | None = None,
+    batch_size: int | None = None,
 ):
     # A fresh generator per epoch: the order depends on (seed, epoch) only, so a resumed run
     # draws the same batches, and loading never consumes torch's global random stream.
     # A sampler (distributed training) picks and orders this process's share itself.
     return DataLoader(
         ds,
-        batch_size=config.batch_size,
+        batch_size=batch_size or config.batch_size,
         shuffle=shuffle and sampler is None,
         sampler=sampler,
         generator=torch.Generator().manual_seed(seed),
         num_workers=config.num_workers,
+        collate_fn=_collate,
         pin_memory=device.type == "cuda",
     )
 
@@ -738,7 +814,8 @@ def fit(
         record = {"epoch": epoch + 1, "step": step, **stats}
         if val_set is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs):
             shard = ShardSampler(val_set) if distributed else None  # no padding: count once
-            val_loader = _loader(val_set, config, device, seed=0, shuffle=False, sampler=shard)
+            val_loader = _loader(val_set, config, device, seed=0, shuffle=False, sampler=shard,
+                                 batch_size=config.eval_batch_size)  # fmt: skip
             if distributed:
                 # Every rank scores rank 0's weights and BatchNorm statistics (those that the
                 # checkpoint keeps) with the plain module: DDP's forward syncs buffers across

@@ -60,6 +60,8 @@ the real on-disk formats, so the same code runs in tests and CI::
 from __future__ import annotations
 
 import shlex
+import warnings
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +83,7 @@ from fcnlib.viz import voc_palette
 __all__ = [
     "DATASETS",
     "SPLIT_SIZES",
+    "TRAIN_SETS",
     "VOC_CLASSES",
     "DatasetNotFoundError",
     "FakeData",
@@ -93,6 +96,7 @@ __all__ = [
     "dataset_dir",
     "eval_transform",
     "fetch",
+    "paper_datasets",
     "read_ids",
     "sbd_ids",
     "seg11valid_ids",
@@ -551,11 +555,72 @@ class Seg11Valid(VOCSegmentation):
         if download:
             fetch("voc2011", root)
             fetch("sbd", root)
+        absent = [
+            (n, sp) for n, sp in (("voc2011", "val"), ("sbd", "train")) if _missing(n, sp, root)
+        ]
+        if len(absent) == 2:  # say both at once: both downloads are needed
+            raise DatasetNotFoundError(
+                "seg11valid needs VOC 2011 and SBD, and neither was found:\n"
+                + "\n".join(str(_not_found(n, sp, root)) for n, sp in absent)
+            )
         ids = seg11valid_ids(root)
         super().__init__("val", year="2011", root=root, transforms=transforms, ids=ids)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, root={str(self.root)!r})"
+
+
+TRAIN_SETS = ("sbd", "voc2011", "voc2012")  # what paper_datasets() can train on
+
+
+def paper_datasets(
+    train: str = "sbd",
+    *,
+    root: str | Path | None = None,
+    crop: int | None = 500,
+    scale: tuple[float, float] | None = None,
+    mirror: bool = True,
+    download: bool = False,
+) -> tuple[Dataset, Seg11Valid]:
+    """The paper's full-scale experiment: ``(training set with augmentation, seg11valid)``.
+
+    Args:
+        train: ``"sbd"`` (SBD ``train``, 8,498 images: the paper's and the official recipe's
+            training set), ``"voc2011"`` or ``"voc2012"`` (VOC ``train``). Training images that
+            are also in seg11valid are dropped from training, with a warning, so that
+            validation never grades an image the net was trained on.
+        root: data root (default ``$FCN_DATA``).
+        crop: side of the random training crop, so that images batch together (smaller images
+            are padded: image 0, label 255); ``None`` keeps whole images (batch size 1, as the
+            official recipe).
+        scale: random rescaling range, e.g. ``(0.5, 2.0)``; ``None`` (default): none, as the
+            paper (jittering gave it no noticeable gain).
+        mirror: random left-right flips.
+        download: fetch what is missing first (VOC 2011 and SBD, plus VOC 2012 if asked).
+
+    Validation images keep their own sizes: evaluate them one at a time (batch size 1).
+    """
+    if train not in TRAIN_SETS:
+        raise ValueError(f"train must be one of {TRAIN_SETS}, got {train!r}")
+    val = Seg11Valid(root=root, transforms=eval_transform(), download=download)
+    if download and train == "voc2012":
+        fetch("voc2012", root)
+    ids = sbd_ids("train", root=root) if train == "sbd" else voc_ids("train", year=train[3:],
+                                                                      root=root)  # fmt: skip
+    shared = set(ids) & set(val.ids)
+    if shared:
+        warnings.warn(
+            f"{len(shared)} of the {len(ids)} {train} training images are also in seg11valid; "
+            "they are left out of training",
+            stacklevel=2,
+        )
+        ids = [i for i in ids if i not in shared]
+    transforms = train_transform(crop, scale, mirror=mirror)
+    if train == "sbd":
+        data = SBDSegmentation("train", root=root, transforms=transforms, ids=ids)
+    else:
+        data = VOCSegmentation("train", year=train[3:], root=root, transforms=transforms, ids=ids)
+    return data, val
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,6 +667,44 @@ def _fake_image(rng: np.random.Generator, label: np.ndarray) -> np.ndarray:
     return np.clip(colours[label] + noise, 0, 255).astype(np.uint8)
 
 
+_CONTENTS = ("colours", "scenes")
+
+
+def _fake_pair(
+    rng: np.random.Generator,
+    name: str,
+    size: tuple[int, int],
+    *,
+    content: str,
+    void: bool,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(label uint8 (H, W), image uint8 (H, W, 3)) for image id ``name``.
+
+    ``"colours"``: rectangles painted in their class's VOC colour (alignment shows at a glance).
+    ``"scenes"``: a lab-bench scene (:class:`fcnlib.data.ShapesDataset`) chosen by the id and
+    ``seed`` alone, so an id written into two datasets (VOC 2011 and SBD share images) gets the
+    same picture in both; labels are the lab classes 0..6 and void 255.
+    """
+    if content == "colours":
+        label = _fake_label(rng, size, void=void)
+        return label, _fake_image(rng, label)
+    from fcnlib.data import ShapesDataset
+
+    scene_seed = (zlib.crc32(name.encode()) + 7919 * seed) % 2**31
+    image, label = ShapesDataset(
+        "train", size=size, seed=scene_seed, length=1, void_width=1 if void else 0
+    )[0]
+    image = (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return label.to(torch.uint8).numpy(), image
+
+
+def _check_content(content: str) -> str:
+    if content not in _CONTENTS:
+        raise ValueError(f"content must be one of {_CONTENTS}, got {content!r}")
+    return content
+
+
 def _check_fake_size(size: tuple[int, int]) -> tuple[int, int]:
     h, w = (int(s) for s in size)
     if h < 1 or w < 1:
@@ -631,15 +734,19 @@ def write_fake_voc(
     seed: int = 0,
     ids_train: Sequence[str] | None = None,
     ids_val: Sequence[str] | None = None,
+    content: str = "colours",
 ) -> FakeData:
     """Write a tiny random VOC segmentation dataset under ``root``, in VOC's real format.
 
     JPEG images, palette PNG labels (VOC colour map, void outlines of 255 around each object) and
     the ``train``/``val``/``trainval`` id lists. Ids default to ``'<year>_000000'`` onwards;
-    ``ids_train``/``ids_val`` override them (and ``n_train``/``n_val``).
+    ``ids_train``/``ids_val`` override them (and ``n_train``/``n_val``). ``content`` is
+    ``"colours"`` (class-coloured rectangles) or ``"scenes"`` (lab-bench scenes, something
+    worth training on; the same id always gets the same scene, see :func:`write_fake_sbd`).
     """
     year = _voc_year(year)
     size = _check_fake_size(size)
+    content = _check_content(content)
     rng = np.random.default_rng(seed)
     ids_train, ids_val = _fake_ids(year, ids_train, ids_val, n_train, n_val)
     folder = dataset_dir(f"voc{year}", root)
@@ -650,8 +757,7 @@ def write_fake_voc(
     for split, ids in out.splits.items():
         _write_lines(folder / "ImageSets" / "Segmentation" / f"{split}.txt", ids)
     for name in out.splits["trainval"]:
-        label = _fake_label(rng, size, void=True)
-        image = _fake_image(rng, label)
+        label, image = _fake_pair(rng, name, size, content=content, void=True, seed=seed)
         Image.fromarray(image).save(folder / "JPEGImages" / f"{name}.jpg", quality=95)
         _write_palette_png(folder / "SegmentationClass" / f"{name}.png", label)
         out.labels[name], out.images[name] = label, image
@@ -710,14 +816,18 @@ def write_fake_sbd(
     size: tuple[int, int] = (32, 48),
     seed: int = 0,
     void: bool = False,
+    content: str = "colours",
 ) -> FakeData:
     """Write a tiny random SBD under ``root/sbd``, in SBD's real format.
 
     JPEG images in ``img/``, labels in ``cls/<id>.mat`` (struct ``GTcls``, written with
     ``scipy.io.savemat``), and ``train.txt``/``val.txt``. Real SBD labels have no void band,
     so neither do these unless ``void=True``. Ids default to ``'2008_000000'`` onwards.
+    ``content``: as for :func:`write_fake_voc`; with ``"scenes"`` (and the same ``seed``) an id
+    that is also in a fake VOC shows the same scene there, as VOC 2011 and SBD share images.
     """
     size = _check_fake_size(size)
+    content = _check_content(content)
     rng = np.random.default_rng(seed)
     ids_train, ids_val = _fake_ids("2008", ids_train, ids_val, n_train, n_val)
     folder = _root(root) / "sbd"
@@ -727,8 +837,7 @@ def write_fake_sbd(
     for split, ids in out.splits.items():
         _write_lines(folder / f"{split}.txt", ids)
     for name in sorted({*ids_train, *ids_val}):
-        label = _fake_label(rng, size, void=void)
-        image = _fake_image(rng, label)
+        label, image = _fake_pair(rng, name, size, content=content, void=void, seed=seed)
         Image.fromarray(image).save(folder / "img" / f"{name}.jpg", quality=95)
         _write_sbd_mat(folder / "cls" / f"{name}.mat", label)
         out.labels[name], out.images[name] = label, image

@@ -58,3 +58,59 @@ def test_data_fetch_calls_the_downloader_with_the_root(tmp_path, monkeypatch, ca
     assert str(tmp_path) in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["data", "fetch", "imagenet"])  # argparse names the valid choices
+
+
+def _fake_paper_data(root):
+    """SBD + VOC 2011 in their on-disk formats; two seg11valid images get another size."""
+    import numpy as np
+
+    from fcnlib import voc
+
+    sbd = voc.write_fake_sbd(root, n_train=6, n_val=2, size=(40, 48), content="scenes")
+    val_ids = [*sbd.splits["train"][:2], "2011_000100", "2011_000101", "2011_000102"]
+    fake = voc.write_fake_voc(root, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
+                              size=(40, 48), content="scenes")  # fmt: skip
+    for name in ("2011_000101", "2011_000102"):  # whole VOC images differ in size
+        image = Image.fromarray(fake.images[name][:33, :45])
+        image.save(fake.path / "JPEGImages" / f"{name}.jpg", quality=95)
+        label = Image.open(fake.path / "SegmentationClass" / f"{name}.png")
+        label.crop((0, 0, 45, 33)).save(fake.path / "SegmentationClass" / f"{name}.png")
+    assert np.array(Image.open(fake.path / "JPEGImages" / "2011_000101.jpg")).shape == (33, 45, 3)
+    return sbd
+
+
+def test_train_and_eval_on_voc_format_data(tmp_path, capsys):
+    _fake_paper_data(tmp_path)
+    ckpt = tmp_path / "voc32s.pt"
+    voc_args = ["--data", "voc", "--root", str(tmp_path), "--no-progress", "--device", "cpu"]
+    main(["train", "--model", "fcn32s", "--epochs", "1", "--no-pretrained", "--crop", "32",
+          "--batch-size", "3", "--checkpoint", str(ckpt), *voc_args])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "voc" in out and "mean IU" in out
+    state = torch.load(ckpt, weights_only=True)
+    assert state["config"]["eval_batch_size"] == 1  # seg11valid images differ in size
+    assert state["extra"]["data"] == "voc"
+    ckpt16 = tmp_path / "voc16s.pt"
+    main(["train", "--model", "fcn16s", "--epochs", "1", "--no-pretrained", "--crop", "32",
+          "--recipe", "heavy", "--init-from", str(ckpt), "--checkpoint", str(ckpt16),
+          *voc_args])  # fmt: skip
+    state = torch.load(ckpt16, weights_only=True)
+    assert state["config"]["lr"] == pytest.approx(1e-12)  # the official FCN-16s stage
+    main(["eval", str(ckpt16), *voc_args])
+    out = capsys.readouterr().out
+    assert "3 seg11valid images" in out and "aeroplane" in out
+
+
+def test_voc_data_missing_says_how_to_fetch(tmp_path):
+    with pytest.raises(SystemExit, match=r"(?s)data fetch voc2011.*data fetch sbd"):
+        main(["train", "--data", "voc", "--root", str(tmp_path), "--no-pretrained",
+              "--device", "cpu"])  # fmt: skip
+
+
+def test_eval_refuses_a_checkpoint_for_other_classes(tmp_path):
+    _fake_paper_data(tmp_path)
+    ckpt = tmp_path / "lab.pt"
+    main(["train", "--model", "fcn32s", "--epochs", "1", "--no-pretrained", "--checkpoint",
+          str(ckpt), *TINY])  # fmt: skip
+    with pytest.raises(SystemExit, match="7 classes"):
+        main(["eval", str(ckpt), "--data", "voc", "--root", str(tmp_path), "--device", "cpu"])

@@ -496,3 +496,47 @@ def test_cudnn_autotuning_is_a_switch_used_on_cuda_only(monkeypatch):
     restored = TrainConfig.from_dict({k: v for k, v in recipe("fast").to_dict().items()
                                       if k != "cudnn_benchmark"})  # fmt: skip
     assert restored.cudnn_benchmark is True  # checkpoints from before the switch still load
+
+
+# ----------------------------------------------------------------------------- stage recipes
+
+
+def test_stage_recipe_follows_the_official_stages_and_the_paper_backbones():
+    from fcnlib.train import PAPER_LR, stage_recipe
+
+    heavy = [stage_recipe("heavy", stride=s, staged=s < 32).lr for s in (32, 16, 8)]
+    assert heavy == pytest.approx([1e-10, 1e-12, 1e-14])  # voc-fcn32s/16s/8s solvers
+    for backbone, lr in PAPER_LR.items():
+        assert stage_recipe("paper", backbone=backbone).lr == lr
+    assert stage_recipe("paper", backbone="tiny_vgg").lr == recipe("paper").lr
+    assert stage_recipe("fast", stride=8, staged=True).lr == pytest.approx(recipe("fast").lr / 9)
+    # trained at once from the backbone: no stage, no lowering
+    assert stage_recipe("heavy", stride=8).lr == 1e-10
+    config = stage_recipe("heavy", stride=16, staged=True, whole_images=True, lr=3e-11)
+    assert config.lr == 3e-11 and config.eval_batch_size == 1 and config.momentum == 0.99
+    with pytest.raises(ValueError, match="stride"):
+        stage_recipe("fast", stride=2)
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        recipe("fast", eval_batch_size=0)
+
+
+class _Sizes(torch.utils.data.Dataset):
+    """Images of two sizes, as whole VOC images."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        h, w = (12, 16) if i % 2 else (16, 12)
+        return torch.rand(3, h, w), torch.randint(0, 2, (h, w))
+
+
+def test_whole_images_of_different_sizes_evaluate_one_at_a_time():
+    model = nn.Conv2d(3, 2, 1)
+    config = recipe("fast", epochs=1, batch_size=2)
+    data = (torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4, 8, 8)))
+    with pytest.raises(ValueError, match="eval_batch_size=1"):
+        fit(model, data, _Sizes(), config=config, n_classes=2, progress=False)
+    history = fit(model, data, _Sizes(), config=config.replace(eval_batch_size=1), n_classes=2,
+                  progress=False)  # fmt: skip
+    assert 0 <= history[-1]["mean_iu"] <= 1

@@ -349,3 +349,53 @@ def test_fetch_uses_torchvision_download_with_md5(tmp_path, monkeypatch):
     year = torchvision.datasets.voc.DATASET_YEAR_DICT["2012"]
     sbd = torchvision.datasets.SBDataset
     assert calls == [(year["url"], year["md5"]), (sbd.url, sbd.md5)]
+
+
+# --------------------------------------------------------------------------------------------
+# Scenes as content, and the paper's train/val pair
+# --------------------------------------------------------------------------------------------
+
+
+def test_scene_content_is_the_same_picture_for_an_id_in_voc_and_sbd(tmp_path):
+    sbd = voc.write_fake_sbd(tmp_path, n_train=3, n_val=1, size=SIZE, content="scenes")
+    shared = sbd.splits["train"][1]
+    val_ids = [shared, "2011_000002"]
+    fake = voc.write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
+                              size=SIZE, content="scenes")  # fmt: skip
+    assert (fake.images[shared] == sbd.images[shared]).all()
+    on_voc, on_sbd = fake.labels[shared], sbd.labels[shared]
+    assert ((on_voc == on_sbd) | (on_voc == 255)).all()  # VOC adds its void band, SBD has none
+    assert (on_voc == 255).any() and not (on_sbd == 255).any()
+    labels = np.concatenate([lab.ravel() for lab in sbd.labels.values()])
+    assert set(np.unique(labels)) <= set(range(7))  # the lab classes
+    assert len({im.tobytes() for im in sbd.images.values()}) == 4  # different ids, new scenes
+    _, label = voc.SBDSegmentation("train", root=tmp_path)[1]
+    assert (label.numpy() == on_sbd).all()
+    with pytest.raises(ValueError, match="content"):
+        voc.write_fake_sbd(tmp_path, content="photos")
+
+
+def test_paper_datasets_train_on_sbd_and_validate_on_seg11valid(tmp_path):
+    sbd = voc.write_fake_sbd(tmp_path, n_train=5, n_val=2, size=SIZE, content="scenes")
+    val_ids = [sbd.splits["train"][0], "2011_000010", "2011_000011"]
+    voc.write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
+                       size=SIZE, content="scenes")  # fmt: skip
+    train, val = voc.paper_datasets(root=tmp_path, crop=40)
+    assert train.ids == sbd.splits["train"] and val.ids == ["2011_000010", "2011_000011"]
+    image, label = train[0]
+    assert image.shape == (3, 40, 40) and label.shape == (40, 40)
+    assert (label == 255).sum() >= (40 - SIZE[0]) * 40  # rows padded to 40 are void
+    assert val[0][0].shape == (3, *SIZE)  # whole images, untouched
+    # a VOC 2012 train split that contains a seg11valid image: left out of training, loudly
+    voc.write_fake_voc(tmp_path, year=2012, ids_train=["2011_000010", "2012_000001"],
+                       ids_val=["2012_000002"], size=SIZE)  # fmt: skip
+    with pytest.warns(UserWarning, match="1 of the 2 voc2012 training images"):
+        train, _ = voc.paper_datasets("voc2012", root=tmp_path, crop=None)
+    assert train.ids == ["2012_000001"]
+    with pytest.raises(ValueError, match="train must be one of"):
+        voc.paper_datasets("coco", root=tmp_path)
+
+
+def test_seg11valid_without_either_dataset_names_both_downloads(tmp_path):
+    with pytest.raises(voc.DatasetNotFoundError, match=r"(?s)fetch voc2011.*fetch sbd"):
+        voc.Seg11Valid(root=tmp_path)

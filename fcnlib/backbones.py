@@ -10,6 +10,16 @@ Every backbone is described by a :class:`BackboneSpec`: how to build the classif
 size it classifies natively, how to normalise its input, and where its pooling stages end (the
 layers FCN's skips tap: stride 8 = ``pool3``, 16 = ``pool4``, 32 = ``pool5`` in VGG16).
 
+Input normalisation is part of the weights. torchvision's ImageNet weights expect RGB in [0, 1]
+normalised by mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225). The Caffe VGG16 the
+paper fine-tuned (``"vgg16_caffe"``, Simonyan & Zisserman's own weights) expects BGR in 0-255
+minus the mean pixel (103.939, 116.779, 123.68), with no division. Feeding one net the other's
+convention raises no error, it silently degrades the net: red and blue are swapped, and the
+input scale is off by about 58 times per channel (255 against 1 / 0.229 ~ 4.4 per unit of
+intensity). The paper's learning rates, too, were tuned for the Caffe weights and their 0-255
+inputs. Every model here takes RGB in [0, 1]; its :class:`BackboneSpec` says how to convert
+(``mean``, ``std``, ``bgr``), and :class:`~fcnlib.models.FCN` applies that itself.
+
 >>> net = build_classifier("tiny_vgg")  # random weights; pretrained_classifier() for trained ones
 >>> net(torch.zeros(2, 3, 96, 96)).shape
 torch.Size([2, 6])
@@ -19,8 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import warnings
 from dataclasses import asdict, dataclass, field
+from http.client import HTTPException
 from pathlib import Path
 
 import torch
@@ -92,12 +104,15 @@ class BackboneSpec:
     Attributes:
         name: registry key.
         native_size: the input side the classifier was trained on (fc6 sees exactly its grid).
-        mean, std: per-channel input normalisation the weights expect (inputs in [0, 1]).
+        mean, std: per-channel input normalisation the weights expect (inputs in [0, 1]),
+            in the weights' channel order: ``(x - mean) / std``.
         taps: stride -> index into :func:`trunk_layers` of the layer whose output FCN taps at
             that stride. Empty: computed by :func:`stage_taps` (the first layer reaching each
             stride: pool3 / pool4 / pool5 in VGG16).
         lab: True for the lab-bench backbones fcnlib pre-trains itself.
         kwargs: keyword arguments of the builder.
+        bgr: True if the weights expect BGR channel order (Caffe's), False for RGB. Inputs
+            are RGB; their channels are reversed before ``mean`` and ``std`` apply.
     """
 
     name: str
@@ -107,9 +122,21 @@ class BackboneSpec:
     taps: dict[int, int] = field(default_factory=dict)
     lab: bool = False
     kwargs: dict = field(default_factory=dict)
+    bgr: bool = False
 
 
 _IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+# Simonyan & Zisserman's Caffe VGG16, converted to torchvision's layout by Justin Johnson
+# (github.com/jcjohnson/pytorch-vgg); the name's hex part is the file's SHA-256 prefix.
+_CAFFE_VGG16_FILE = "vgg16-00b39a1b.pth"
+_CAFFE_VGG16_URLS = (
+    f"https://web.eecs.umich.edu/~justincj/models/{_CAFFE_VGG16_FILE}",
+    f"https://s3-us-west-2.amazonaws.com/jcjohns-models/{_CAFFE_VGG16_FILE}",  # mirror
+)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # Caffe's mean pixel, 0-255, BGR
+# For inputs in [0, 1]: (x_bgr - mean / 255) / (1 / 255) = 255 * x_bgr - mean, Caffe's exactly.
+_CAFFE = {"mean": tuple(m / 255 for m in _CAFFE_MEAN_BGR), "std": (1 / 255,) * 3, "bgr": True}
 
 BACKBONES: dict[str, BackboneSpec] = {
     # Lab bench: pre-trained by fcnlib on the shapes crops.
@@ -119,6 +146,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     # torchvision's ImageNet classifiers.
     "vgg16": BackboneSpec("vgg16", 224, **_IMAGENET),
+    # The paper's VGG16: the original Caffe weights (BGR, 0-255, mean pixel subtracted).
+    "vgg16_caffe": BackboneSpec("vgg16_caffe", 224, **_CAFFE),
     "alexnet": BackboneSpec("alexnet", 224, **_IMAGENET),
     # GoogLeNet taps the inception blocks' outputs (3b, 4e, 5b), not the pools after them.
     "googlenet": BackboneSpec("googlenet", 224, taps={8: 6, 16: 12, 32: 15}, **_IMAGENET),
@@ -139,7 +168,9 @@ def build_classifier(
     Args:
         name: a key of :data:`BACKBONES`.
         pretrained: ImageNet weights for torchvision backbones (downloads once, to torch's
-            cache); for lab backbones use :func:`pretrained_classifier`, which trains them.
+            cache); for ``"vgg16_caffe"`` the original Caffe VGG16 weights (also cached
+            there, as ``hub/checkpoints/vgg16-00b39a1b.pth``); for lab backbones use
+            :func:`pretrained_classifier`, which trains them.
         n_classes: override the number of output classes (random weights only).
     """
     spec = _spec(name)
@@ -151,6 +182,22 @@ def build_classifier(
             kw["n_classes"] = n_classes
         return TinyVGG(**kw)
     import torchvision.models as tvm
+
+    if name == "vgg16_caffe":
+        if not pretrained:
+            return tvm.vgg16(**({} if n_classes is None else {"num_classes": n_classes}))
+        if n_classes not in (None, 1000):
+            raise ValueError("n_classes cannot change with ImageNet weights (1000 classes)")
+        state = _load_caffe_vgg16(progress=progress)  # before building: fail fast offline
+        net = tvm.vgg16()
+        try:
+            net.load_state_dict(_torchvision_vgg_keys(state), strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"{_caffe_vgg16_path()} does not hold VGG16 weights in torchvision's or "
+                f"jcjohnson/pytorch-vgg's layout ({e}); delete it to download it again"
+            ) from e
+        return net
 
     weights = None
     if pretrained:
@@ -178,6 +225,56 @@ def build_classifier(
             "PyTorch's servers into $TORCH_HOME (default ~/.cache/torch); without network, "
             "use pretrained=False (random weights) or copy the weight file there."
         ) from e
+
+
+def _caffe_vgg16_path() -> Path:
+    """Where torch's hub cache keeps the Caffe VGG16 file (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / _CAFFE_VGG16_FILE
+
+
+def _load_caffe_vgg16(*, progress: bool) -> dict[str, torch.Tensor]:
+    """The Caffe VGG16 state dict: from torch's hub cache, else downloaded there (hash-checked),
+    from the main address or else the mirror."""
+    path = _caffe_vgg16_path()
+    failures = []
+    for url in _CAFFE_VGG16_URLS:
+        try:
+            return torch.hub.load_state_dict_from_url(
+                url, progress=progress, check_hash=True, map_location="cpu", weights_only=True
+            )
+        except (OSError, RuntimeError, HTTPException, pickle.UnpicklingError) as e:
+            if path.exists():  # the file is there, so reading it failed, not the download
+                raise RuntimeError(
+                    f"could not read the Caffe VGG16 weights {path}: {type(e).__name__}: {e}. "
+                    "The file is damaged or not a PyTorch state dict; delete it to download "
+                    "it again, or replace it by hand."
+                ) from e
+            failures.append(f"{url} ({type(e).__name__}: {e})")
+            last = e
+    raise RuntimeError(
+        f"could not download the Caffe VGG16 weights: tried {'; '.join(failures)}. Download "
+        f"{_CAFFE_VGG16_FILE} by hand from one of those addresses and put it at {path} "
+        "(torch's hub cache, under $TORCH_HOME, default ~/.cache/torch); without network, use "
+        "pretrained=False (random weights)."
+    ) from last
+
+
+def _torchvision_vgg_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """jcjohnson/pytorch-vgg's names -> torchvision's: that converter's VGG put dropout before
+    the linear layers, so fc6 / fc7 are ``classifier.1`` / ``classifier.4`` where torchvision
+    has ``classifier.0`` / ``classifier.3`` (fc8 is ``classifier.6`` in both). A state dict
+    already in torchvision's layout comes back unchanged."""
+    rename = {"classifier.1.": "classifier.0.", "classifier.4.": "classifier.3."}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        new = next((to + key[len(fr) :] for fr, to in rename.items() if key.startswith(fr)), key)
+        if new in out:
+            raise RuntimeError(
+                f"the Caffe VGG16 state dict has both {key!r} and {new!r}: it mixes "
+                "jcjohnson/pytorch-vgg's layout with torchvision's"
+            )
+        out[new] = value
+    return out
 
 
 def trunk_layers(classifier: nn.Module) -> nn.Sequential:

@@ -175,6 +175,8 @@ class FCN(nn.Module):
         score_fr, score_pool4, score_pool3 (...): 1 x 1 class-score layers.
         upscore2, upscore_pool4 (...): learnable 2x upsampling, initialised to bilinear.
         crop_offsets: score-layer name -> crop offset (all 0 for ``align="same"``).
+        mean, std, bgr: the input normalisation (see :meth:`normalize`): inputs are RGB in
+            [0, 1]; ``bgr`` reverses them to BGR first, for weights trained that way (Caffe's).
     """
 
     def __init__(
@@ -186,6 +188,7 @@ class FCN(nn.Module):
         align: str = "same",
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
+        bgr: bool = False,
         taps: dict[int, int] | None = None,
         learnable_upsampling: bool = True,
         learnable_final: bool = False,
@@ -206,6 +209,7 @@ class FCN(nn.Module):
         self.align, self.stride, self.n_classes = align, stride, n_classes
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.bgr = bool(bgr)  # like mean and std, not saved: the backbone's spec sets it
 
         for m in trunk.modules():
             if isinstance(m, nn.MaxPool2d):
@@ -321,6 +325,13 @@ class FCN(nn.Module):
             return round(exact)
         return int(exact)  # negative: the map starts inside the reference; padded at run time
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 3, H, W)``, RGB in [0, 1] -> what the backbone's weights expect:
+        channels reversed to BGR if ``bgr``, then ``(x - mean) / std``."""
+        if self.bgr:
+            x = x.flip(1)  # RGB -> BGR
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
     def score_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every intermediate map by its paper name, for inspection: ``pool3``.. ``pool5``,
         ``score_fr``, ``upscore2``, ``score_pool4``, ``fuse_pool4``, ..., and the final
@@ -332,7 +343,7 @@ class FCN(nn.Module):
             )
         h, w = x.shape[-2:]
         maps: dict[str, torch.Tensor] = {}
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        x = self.normalize(x)
         for name, stage in self.features.items():
             x = maps[name] = stage(x)  # (N, C_s, ~H/s, ~W/s)
         score = maps["score_fr"] = self.score_fr(self.fc(x))  # (N, n_classes, ~H/32, ~W/32)
@@ -402,11 +413,13 @@ def fcn(
 
     Args:
         backbone: a key of :data:`fcnlib.backbones.BACKBONES` (``"tiny_vgg"``, ``"vgg16"``,
-            ``"alexnet"``, ``"googlenet"``) or a classifier module.
+            ``"vgg16_caffe"``, ``"alexnet"``, ``"googlenet"``) or a classifier module (its
+            inputs are then used as they come: RGB in [0, 1], no normalisation).
         n_classes: segmentation classes, background included (void 255 is not a class).
         stride: 32 (FCN-32s), 16, 8, or 4 (one skip further, to show diminishing returns).
-        pretrained: ImageNet weights (torchvision backbones) or the cached lab-bench
-            pre-training (lab backbones); False gives random weights offline.
+        pretrained: ImageNet weights (torchvision backbones; ``"vgg16_caffe"``: the original
+            Caffe VGG16 the paper used) or the cached lab-bench pre-training (lab backbones);
+            False gives random weights offline.
         align: ``"same"`` (padding-free, default) or ``"caffe"`` (pad 100 and crop).
         learnable_upsampling: learn the 2x upsampling layers (initialised to bilinear).
         learnable_final: learn the final upsampling too (the paper keeps it fixed).
@@ -415,13 +428,13 @@ def fcn(
         :class:`FCN` mapping float ``(N, 3, H, W)`` in [0, 1] to logits ``(N, n_classes, H, W)``.
     """
     if isinstance(backbone, nn.Module):
-        classifier, mean, std, taps = backbone, (0.0,) * 3, (1.0,) * 3, None
+        classifier, mean, std, bgr, taps = backbone, (0.0,) * 3, (1.0,) * 3, False, None
     else:
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
         spec = BACKBONES[backbone]
         classifier = build_classifier(backbone, pretrained=pretrained, progress=progress)
-        mean, std = spec.mean, spec.std
+        mean, std, bgr = spec.mean, spec.std, spec.bgr
         taps = stage_taps(trunk_layers(classifier), spec=spec)
     return FCN(
         classifier,
@@ -430,6 +443,7 @@ def fcn(
         align=align,
         mean=mean,
         std=std,
+        bgr=bgr,
         taps=taps,
         learnable_upsampling=learnable_upsampling,
         learnable_final=learnable_final,
@@ -466,6 +480,13 @@ def init_from(finer: FCN, coarser: FCN) -> FCN:
         )
     if finer.align != coarser.align or finer.n_classes != coarser.n_classes:
         raise ValueError("both nets need the same align and n_classes")
+    if finer.bgr != coarser.bgr or not all(
+        torch.equal(getattr(finer, b).cpu(), getattr(coarser, b).cpu()) for b in ("mean", "std")
+    ):
+        raise ValueError(
+            "both nets need the same input normalisation (mean, std, bgr): their weights were "
+            "trained on differently normalised inputs; build both on the same backbone"
+        )
     own = finer.state_dict()
     for name, value in coarser.state_dict().items():
         # Names are shared on purpose (features.*, fc.*, score_fr, score_pool4, upscore2, ...);

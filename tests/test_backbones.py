@@ -1,5 +1,7 @@
 """Backbones: builders, trunk taps, and the cached lab-bench pre-training."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -85,3 +87,112 @@ def test_damaged_or_stale_cache_is_rebuilt_not_loaded(tmp_path, damage):
     )
     # and the rebuilt entry is valid again
     assert torch.load(path, weights_only=True)["digest"] == good["digest"]
+
+
+# ---------------------------------------------------------------------------- Caffe VGG16
+
+
+def _vgg16_shapes() -> dict[str, torch.Size]:
+    import torchvision.models as tvm
+
+    with torch.device("meta"):  # shapes only: no 0.5 GB of weights
+        return {k: v.shape for k, v in tvm.vgg16().state_dict().items()}
+
+
+def _jcjohnson_state() -> dict[str, torch.Tensor]:
+    """A fake vgg16-00b39a1b.pth: VGG16's shapes under jcjohnson/pytorch-vgg's names (fc6 / fc7
+    at classifier.1 / classifier.4). Weights are random per output unit and expanded over the
+    rest (stride 0), so that the file stays a few kilobytes instead of 0.5 GB."""
+    g = torch.Generator().manual_seed(0)
+    old = {"classifier.0.": "classifier.1.", "classifier.3.": "classifier.4."}
+    state = {}
+    for key, shape in _vgg16_shapes().items():
+        unit = torch.randn(shape[0], *[1] * (len(shape) - 1), generator=g)
+        name = next((to + key[len(fr) :] for fr, to in old.items() if key.startswith(fr)), key)
+        state[name] = unit.expand(shape)
+    return state
+
+
+def test_vgg16_caffe_spec_is_caffes_preprocessing():
+    spec = BACKBONES["vgg16_caffe"]
+    assert spec.bgr and spec.native_size == 224 and not spec.lab
+    x = torch.rand(2, 3, 5, 4)  # RGB in [0, 1]
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    caffe = 255 * x[:, [2, 1, 0]] - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    torch.testing.assert_close((x[:, [2, 1, 0]] - mean) / std, caffe)
+    # The other backbones keep RGB.
+    assert not any(s.bgr for n, s in BACKBONES.items() if n != "vgg16_caffe")
+
+
+def test_vgg16_caffe_loads_jcjohnsons_file_from_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    state = _jcjohnson_state()
+    assert "classifier.1.weight" in state and "classifier.0.weight" not in state
+    path = tmp_path / "hub" / "checkpoints" / "vgg16-00b39a1b.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(state, path, _use_new_zipfile_serialization=False)  # as the 2017 file was
+    assert path.stat().st_size < 1_000_000
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a file in the hub cache must be used, not downloaded")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    net = build_classifier("vgg16_caffe", pretrained=True, progress=False)
+    assert type(net).__name__ == "VGG"
+    for ours, theirs in [
+        (net.features[0].weight, "features.0.weight"),
+        (net.features[28].bias, "features.28.bias"),
+        (net.classifier[0].weight, "classifier.1.weight"),  # fc6
+        (net.classifier[0].bias, "classifier.1.bias"),
+        (net.classifier[3].weight, "classifier.4.weight"),  # fc7
+        (net.classifier[6].weight, "classifier.6.weight"),  # fc8
+        (net.classifier[6].bias, "classifier.6.bias"),
+    ]:
+        torch.testing.assert_close(ours.detach(), state[theirs], rtol=0, atol=0)
+
+
+def test_vgg16_caffe_key_mapping_accepts_both_layouts():
+    t = {k: torch.zeros(1) for k in ("features.0.weight", "classifier.6.bias")}
+    old = {**t, "classifier.1.weight": torch.ones(1), "classifier.4.bias": torch.ones(2)}
+    new = backbones._torchvision_vgg_keys(old)
+    assert set(new) == {*t, "classifier.0.weight", "classifier.3.bias"}
+    assert new["classifier.3.bias"] is old["classifier.4.bias"]
+    tv = {**t, "classifier.0.weight": torch.ones(1), "classifier.3.bias": torch.ones(2)}
+    assert backbones._torchvision_vgg_keys(tv) == tv  # torchvision's names: unchanged
+    with pytest.raises(RuntimeError, match="mixes"):
+        backbones._torchvision_vgg_keys({**old, "classifier.0.weight": torch.ones(1)})
+
+
+def test_vgg16_caffe_offline_is_a_clear_error(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    tried = []
+
+    def offline(url, *args, **kwargs):
+        tried.append(url)
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    path = tmp_path / "hub" / "checkpoints" / "vgg16-00b39a1b.pth"
+    # pretrained_classifier delegates non-lab backbones to build_classifier
+    for load in (partial(build_classifier, pretrained=True), pretrained_classifier):
+        tried.clear()
+        with pytest.raises(RuntimeError, match="could not download") as err:
+            load("vgg16_caffe", progress=False)
+        message = str(err.value)
+        assert tried == list(backbones._CAFFE_VGG16_URLS)  # the main address, then the mirror
+        assert all(url in message for url in tried)
+        assert str(path) in message and "pretrained=False" in message
+    assert isinstance(build_classifier("vgg16_caffe"), torch.nn.Module)  # offline: random
+
+
+def test_vgg16_caffe_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = tmp_path / "hub" / "checkpoints" / "vgg16-00b39a1b.pth"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a state dict")
+    with pytest.raises(RuntimeError, match="could not read") as err:
+        build_classifier("vgg16_caffe", pretrained=True, progress=False)
+    assert str(path) in str(err.value) and "delete it" in str(err.value)

@@ -154,6 +154,10 @@ def test_init_from_checks_its_arguments():
         init_from(fcn32s("tiny_vgg", n_classes=3), fcn16s("tiny_vgg", n_classes=3))
     with pytest.raises(ValueError, match="n_classes"):
         init_from(fcn16s("tiny_vgg", n_classes=3), fcn32s("tiny_vgg", n_classes=4))
+    bgr = fcn32s("tiny_vgg", n_classes=3)
+    bgr.bgr = True  # weights trained on BGR inputs cannot start an RGB net
+    with pytest.raises(ValueError, match="normalisation"):
+        init_from(fcn16s("tiny_vgg", n_classes=3), bgr)
 
 
 def test_bad_arguments_are_clear_errors():
@@ -165,3 +169,59 @@ def test_bad_arguments_are_clear_errors():
         fcn("tiny_vgg", stride=64)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         fcn32s("tiny_vgg")(torch.rand(3, 32, 32))
+
+
+def _with_first_stage_input(net: FCN, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """``net.score_maps(x)`` and what the trunk's first stage received: the normalised input."""
+    seen = []
+    first = next(iter(net.features.values()))
+    hook = first.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            maps = net.score_maps(x)
+    finally:
+        hook.remove()
+    return maps, seen[0]
+
+
+def test_vgg16_caffe_fcn_sees_exactly_caffes_preprocessing():
+    torch.manual_seed(0)
+    net = fcn32s("vgg16_caffe", n_classes=3).eval()
+    assert net.bgr
+    with torch.no_grad():  # non-zero class scores, so that the logits check something
+        net.score_fr.weight.normal_(0, 0.01)
+        net.score_fr.bias.normal_()
+    x = torch.rand(1, 3, 48, 48)  # RGB in [0, 1]; pool5 is 2 x 2
+    mean_bgr = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    caffe = 255 * x[:, [2, 1, 0]] - mean_bgr  # Caffe: BGR, 0-255, minus the mean pixel
+    maps, seen = _with_first_stage_input(net, x)
+    torch.testing.assert_close(seen, caffe, rtol=1e-6, atol=1e-4)
+    assert (seen - (255 * x - mean_bgr)).abs().max() > 1  # not in RGB order
+    # The same trunk and head fed the Caffe-preprocessed image by hand give the same maps.
+    with torch.no_grad():
+        h = caffe
+        for stage in net.features.values():
+            h = stage(h)
+        score_fr = net.score_fr(net.fc(h))
+    torch.testing.assert_close(maps["pool5"], h, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(maps["score_fr"], score_fr, rtol=1e-4, atol=1e-4)
+    assert score_fr.abs().max() > 0.1
+    # Caffe's mean pixel, as an RGB image in [0, 1], is the zero input.
+    grey = (mean_bgr.flip(1) / 255).expand(1, 3, 4, 4)
+    _, seen = _with_first_stage_input(net, grey)
+    torch.testing.assert_close(seen, torch.zeros(1, 3, 4, 4), rtol=0, atol=1e-4)
+
+
+def test_other_backbones_keep_their_normalisation():
+    # No channel flip: alexnet still gets torchvision's (x - mean) / std, the lab nets x itself.
+    x = torch.rand(1, 3, 40, 40)
+    alex = fcn32s("alexnet", n_classes=3).eval()
+    assert not alex.bgr
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    _, seen = _with_first_stage_input(alex, x)
+    torch.testing.assert_close(seen, (x - mean) / std, rtol=0, atol=0)
+    tiny = fcn32s("tiny_vgg", n_classes=3).eval()
+    assert not tiny.bgr
+    _, seen = _with_first_stage_input(tiny, x)
+    torch.testing.assert_close(seen, x, rtol=0, atol=0)

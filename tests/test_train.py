@@ -510,6 +510,9 @@ def test_stage_recipe_follows_the_official_stages_and_the_paper_backbones():
         assert stage_recipe("paper", backbone=backbone).lr == lr
     assert stage_recipe("paper", backbone="tiny_vgg").lr == recipe("paper").lr
     assert stage_recipe("fast", stride=8, staged=True).lr == pytest.approx(recipe("fast").lr / 9)
+    assert stage_recipe("fast", backbone="tiny_vgg").lr == recipe("fast").lr
+    imagenet = stage_recipe("fast", backbone="vgg16", stride=16, staged=True)
+    assert imagenet.lr == pytest.approx(1e-4 / 3) and imagenet.batch_size == 8
     # trained at once from the backbone: no stage, no lowering
     assert stage_recipe("heavy", stride=8).lr == 1e-10
     config = stage_recipe("heavy", stride=16, staged=True, whole_images=True, lr=3e-11)

@@ -5,13 +5,20 @@
 * ``dense``: one dense pass of a convolutionalized classifier versus running the classifier on
   every window (sliding window), on the same images: the paper's ~5x for AlexNet at 500 x 500.
 * ``stitch``: shift-and-stitch (cost ~ f^2) versus one pass plus bilinear deconvolution.
-* ``throughput``: FCN-8s (VGG16) forward + backward at 500 x 500 with fp32, channels_last and
-  mixed precision (bf16 on CPUs that have it; AMP on a GPU, and ``torch.compile`` there).
+* ``throughput``: FCN-8s (VGG16, random weights) at 500 x 500, batch 1 (``--batch-size``,
+  ``--backbone``, ``--size``, ``--mode``), under several speed switches: fp32 with
+  ``align="caffe"`` (pad 100 + crop), fp32, channels_last, channels_last + autocast (bf16 on a
+  CPU; bf16 or fp16 AMP on a GPU) and, on CUDA (or with ``--compile``), + ``torch.compile``.
+  Two columns of images/s: *train* times forward + cross-entropy + backward + zero grads in
+  ``model.train()`` (no optimizer step); *infer* times the forward pass alone, ``model.eval()``
+  under ``torch.inference_mode()``. On CUDA (``cudnn.benchmark`` on, synchronized timing) two
+  more columns give each variant's peak ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import time
 from collections.abc import Callable
@@ -23,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from fcnlib.data import ShapesDataset
 
-__all__ = ["bench_data", "timeit"]
+__all__ = ["bench_data", "bench_dense", "bench_stitch", "bench_throughput", "timeit"]
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 3, warmup: int = 1) -> float:
@@ -137,42 +144,176 @@ def bench_stitch(*, size: int = 128, factors=(2, 4, 8), device: str = "auto") ->
     return rows
 
 
+def _cpu_name() -> str:
+    """The CPU's model name where the OS says it (``platform.processor()`` is often empty),
+    with its bf16 instructions (AVX-512-BF16, AMX), which decide whether CPU autocast pays."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{name} ({', '.join(bf16)})" if bf16 else name
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def bench_throughput(
-    *, size: int = 500, batch: int = 1, device: str = "auto", compile: bool | None = None
-) -> dict[str, float]:
-    """Images/s of FCN-8s (VGG16) forward + backward under several speed switches."""
+    *,
+    backbone: str = "vgg16",
+    size: int = 500,
+    batch_size: int = 1,
+    device: str = "auto",
+    compile: bool | None = None,
+    mode: str = "both",
+    n_classes: int = 21,
+    repeat: int = 2,
+) -> dict[str, dict[str, float | None]]:
+    """Training and inference images/s of FCN-8s under several speed switches.
+
+    Every variant builds a fresh FCN-8s with random weights (``pretrained=False``: no download,
+    no lab pre-training) and frees it before the next one is built. The variants: fp32 with
+    ``align="caffe"`` (conv1_1 padded by 100, then cropped), fp32 padding-free, channels_last,
+    channels_last + autocast (bf16 on a CPU; bf16 on a GPU that has it, else fp16), and, on
+    CUDA or when ``compile=True``, the latter under ``torch.compile``.
+
+    * ``"train"``: forward + cross-entropy + backward + zero grads (``set_to_none``), in
+      ``model.train()``; no optimizer step, so the numbers compare with earlier runs.
+    * ``"infer"``: forward only, ``model.eval()`` under ``torch.inference_mode()``.
+
+    Each is the best of ``repeat`` timed calls after warm-up calls (1, or 3 for
+    ``torch.compile``, which compiles again on the switch to eval/inference mode). On CUDA the
+    clock is read after ``torch.cuda.synchronize``, ``torch.backends.cudnn.benchmark`` is on
+    while timing (restored afterwards), and the peak of ``torch.cuda.max_memory_allocated``
+    (weights and inputs included; reset before each variant and mode) is reported too.
+
+    Args:
+        backbone: a key of :data:`fcnlib.backbones.BACKBONES` (``"tiny_vgg"`` for tests).
+        size: image side in pixels.
+        batch_size: images per call, in both modes.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        compile: add the ``torch.compile`` variant; ``None``: only on CUDA.
+        mode: ``"train"``, ``"infer"`` or ``"both"``.
+        n_classes: output classes of the net and the loss.
+        repeat: timed calls per number (the best counts).
+
+    Returns:
+        variant name -> ``{"train": images/s, "infer": images/s}`` (``None`` for a mode not
+        run, or that ran out of GPU memory: then ``"train_error"``/``"infer_error"`` says so);
+        on CUDA also ``"train_peak_bytes"`` and ``"infer_peak_bytes"``.
+    """
     from fcnlib.config import pick_device
     from fcnlib.models import fcn8s
 
+    if mode not in ("train", "infer", "both"):
+        raise ValueError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
+    modes = ["train", "infer"] if mode == "both" else [mode]
     dev = pick_device(device)
+    cuda = dev.type == "cuda"
     amp_dtype = torch.bfloat16 if dev.type == "cpu" else torch.float16
-    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+    if cuda and torch.cuda.is_bf16_supported():
         amp_dtype = torch.bfloat16
     variants = [("fp32, align='caffe' (pad 100 + crop)", False, None),
                 ("fp32", False, None), ("channels_last", True, None),
                 (f"channels_last + autocast {str(amp_dtype)[6:]}", True, amp_dtype)]  # fmt: skip
-    if compile if compile is not None else dev.type == "cuda":
+    if compile if compile is not None else cuda:
         variants.append(("channels_last + autocast + torch.compile", True, amp_dtype))
-    results = {}
-    for name, cl, dtype in variants:
-        fmt = torch.channels_last if cl else torch.contiguous_format
-        align = "caffe" if "caffe" in name else "same"
-        net = fcn8s("vgg16", n_classes=21, align=align).to(dev).to(memory_format=fmt)
-        runner = torch.compile(net) if "compile" in name else net
-        x = torch.rand(batch, 3, size, size, device=dev).to(memory_format=fmt)
-        y = torch.randint(0, 21, (batch, size, size), device=dev)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    results: dict[str, dict[str, float | None]] = {}
+    try:
+        for name, cl, dtype in variants:
+            results[name] = row = {"train": None, "infer": None}
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            align = "caffe" if "caffe" in name else "same"
+            compiled = "compile" in name
+            net = fcn8s(backbone, n_classes=n_classes, align=align, pretrained=False,
+                        progress=False).to(dev).to(memory_format=fmt)  # fmt: skip
+            runner = torch.compile(net) if compiled else net
+            x = torch.rand(batch_size, 3, size, size, device=dev).to(memory_format=fmt)
+            y = torch.randint(0, n_classes, (batch_size, size, size), device=dev)
 
-        def step(runner=runner, x=x, y=y, dtype=dtype) -> None:
-            with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = F.cross_entropy(runner(x), y)
-            loss.backward()
-            _sync(dev)
+            def autocast(dtype=dtype):
+                return torch.autocast(
+                    dev.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                )
 
-        results[name] = batch / timeit(step, repeat=2, warmup=2 if "compile" in name else 1)
+            def train_step(runner=runner, net=net, x=x, y=y) -> None:
+                with autocast():
+                    loss = F.cross_entropy(runner(x), y)
+                loss.backward()
+                net.zero_grad(set_to_none=True)
+                _sync(dev)
+
+            def infer_step(runner=runner, x=x) -> None:
+                with torch.inference_mode(), autocast():
+                    runner(x)
+                _sync(dev)
+
+            for m in modes:
+                net.train(m == "train")
+                if cuda:
+                    _sync(dev)
+                    torch.cuda.reset_peak_memory_stats(dev)
+                try:
+                    seconds = timeit(
+                        train_step if m == "train" else infer_step,
+                        repeat=repeat,
+                        warmup=3 if compiled else 1,
+                    )
+                except torch.cuda.OutOfMemoryError:
+                    row[f"{m}_error"] = "out of memory"
+                else:
+                    row[m] = batch_size / seconds
+                net.zero_grad(set_to_none=True)
+                _free(dev)
+                if cuda:
+                    row[f"{m}_peak_bytes"] = torch.cuda.max_memory_allocated(dev)
+            del net, runner, x, y, train_step, infer_step
+            if compiled:
+                torch._dynamo.reset()
+            _free(dev)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
     return results
 
 
+def _print_throughput(results: dict, *, cuda: bool) -> None:
+    def rate(row: dict, m: str) -> str:
+        if row[m] is not None:
+            return f"{row[m]:11.2f}"
+        return f"{'OOM' if row.get(f'{m}_error') else '-':>11s}"
+
+    def peak(row: dict, m: str) -> str:
+        b = row.get(f"{m}_peak_bytes")
+        return f"{'-':>11s}" if b is None or row[m] is None else f"{b / 2**30:7.2f} GiB"
+
+    head = f"  {'variant':40s}  {'train img/s':>11s}  {'infer img/s':>11s}"
+    if cuda:
+        head += f"  {'train peak':>11s}  {'infer peak':>11s}"
+    print(head)
+    for name, row in results.items():
+        line = f"  {name:40s}  {rate(row, 'train')}  {rate(row, 'infer')}"
+        if cuda:
+            line += f"  {peak(row, 'train')}  {peak(row, 'infer')}"
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from fcnlib.backbones import BACKBONES
+
     parser = argparse.ArgumentParser(
         prog="python -m fcnlib bench",
         description=__doc__,
@@ -182,20 +323,35 @@ def main(argv: list[str] | None = None) -> None:
         "what", nargs="?", default="data", choices=["data", "dense", "stitch", "throughput", "all"]
     )
     parser.add_argument("--size", type=int, help="image side in pixels")
-    parser.add_argument("--batch-size", type=int, default=32, help="for 'data'")
+    parser.add_argument(
+        "--batch-size", type=int, help="for 'data' (default 32) and 'throughput' (default 1)"
+    )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--backbone", default="vgg16", choices=sorted(BACKBONES), help="for 'throughput'"
+    )
+    parser.add_argument(
+        "--mode", default="both", choices=["train", "infer", "both"], help="for 'throughput'"
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="for 'throughput': add the torch.compile variant (default: on CUDA only)",
+    )
     args = parser.parse_args(argv)
-    from fcnlib.config import describe_device
+    from fcnlib.config import describe_device, pick_device
 
+    dev = pick_device(args.device)
+    cuda = dev.type == "cuda"
     print(
-        f"{platform.processor() or platform.machine()} | {describe_device(args.device)} | "
-        f"torch {torch.__version__}"
+        f"{_cpu_name()} | {describe_device(dev)} | torch {torch.__version__}"
+        + (f" | CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if cuda else "")
     )
     todo = ["data", "dense", "stitch", "throughput"] if args.what == "all" else [args.what]
     if "data" in todo:
-        size = args.size or 128
-        print(f"lab-bench scenes at {size}x{size}, batch {args.batch_size}:")
-        for name, rate in bench_data(size=size, batch_size=args.batch_size).items():
+        size, batch_size = args.size or 128, args.batch_size or 32
+        print(f"lab-bench scenes at {size}x{size}, batch {batch_size}:")
+        for name, rate in bench_data(size=size, batch_size=batch_size).items():
             print(f"  {name:>38s}: {rate:8.0f} images/s")
     if "dense" in todo:
         for backbone, size in (("alexnet", args.size or 500), ("tiny_vgg", 416)):
@@ -211,10 +367,32 @@ def main(argv: list[str] | None = None) -> None:
         for r in bench_stitch(size=args.size or 128, device=args.device):
             print(f"  f={r['f']}: FLOPs x{r['flop_ratio']:.1f}, time x{r['time_ratio']:.1f}")
     if "throughput" in todo:
-        size = args.size or 500
-        print(f"FCN-8s (VGG16) forward + backward at {size}x{size}, batch 1:")
-        for name, rate in bench_throughput(size=size, device=args.device).items():
-            print(f"  {name:>40s}: {rate:6.2f} images/s")
+        size, batch_size, repeat = args.size or 500, args.batch_size or 1, 2
+        print(
+            f"FCN-8s ({args.backbone}, random weights, 21 classes) at {size}x{size}, "
+            f"batch {batch_size}:\n"
+            f"  images/s = batch / best of {repeat} timed calls, after 1 warm-up call "
+            "(3 for torch.compile)\n"
+            "  train = forward + cross-entropy + backward + zero grads (model.train(); "
+            "no optimizer step)\n"
+            "  infer = forward only (model.eval(), torch.inference_mode())"
+        )
+        if cuda:
+            print(
+                "  torch.backends.cudnn.benchmark = True while timing; synchronized before each "
+                "clock read;\n  peak = torch.cuda.max_memory_allocated (weights and inputs "
+                "included), reset per variant and column"
+            )
+        results = bench_throughput(
+            backbone=args.backbone,
+            size=size,
+            batch_size=batch_size,
+            device=args.device,
+            compile=args.compile,
+            mode=args.mode,
+            repeat=repeat,
+        )
+        _print_throughput(results, cuda=cuda)
 
 
 if __name__ == "__main__":

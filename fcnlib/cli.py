@@ -144,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     be.add_argument("--device", default="auto")
     be.add_argument("--size", type=int, help="image side (default depends on the benchmark)")
+    be.add_argument("--batch-size", type=int, help="default: 32 for 'data', 1 for 'throughput'")
+    be.add_argument("--backbone", help="'throughput': the FCN-8s backbone (default vgg16)")
+    be.add_argument("--mode", choices=["train", "infer", "both"], help="'throughput' columns")
+    be.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="'throughput': add a torch.compile variant (default: on CUDA only)",
+    )
 
     da = sub.add_parser(
         "data",
@@ -333,10 +341,13 @@ def _predict(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from fcnlib import bench
 
-    bench.main(
-        [args.what, "--device", args.device]
-        + ([] if args.size is None else ["--size", str(args.size)])
-    )
+    argv = [args.what, "--device", args.device]
+    for name in ("size", "batch_size", "backbone", "mode"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.compile is not None:
+        argv.append("--compile" if args.compile else "--no-compile")
+    bench.main(argv)
 
 
 def _data(args: argparse.Namespace) -> None:

@@ -114,3 +114,14 @@ def test_eval_refuses_a_checkpoint_for_other_classes(tmp_path):
           str(ckpt), *TINY])  # fmt: skip
     with pytest.raises(SystemExit, match="7 classes"):
         main(["eval", str(ckpt), "--data", "voc", "--root", str(tmp_path), "--device", "cpu"])
+
+
+def test_bench_options_reach_the_benchmark(capsys):
+    main(["bench", "throughput", "--size", "32", "--backbone", "tiny_vgg", "--device", "cpu",
+          "--batch-size", "2", "--mode", "infer", "--no-compile"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert (
+        "FCN-8s (tiny_vgg" in out
+        and "batch 2" in out
+        and "torch.compile" not in out.split("variant")[-1]
+    )

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["ConfusionMatrix", "Scores", "boundary_band", "scores"]
+__all__ = ["ConfusionMatrix", "Scores", "boundary_band", "coarse_labels", "scores"]
 
 
 def _pct(x: float) -> str:
@@ -263,3 +263,53 @@ def boundary_band(target: torch.Tensor, width: int) -> torch.Tensor:
     high = F.max_pool2d(padded, k, stride=1)
     low = -F.max_pool2d(-padded, k, stride=1)
     return (high != low).reshape(target.shape)
+
+
+def coarse_labels(
+    target: torch.Tensor, factor: int, *, n_classes: int, ignore_index: int = 255
+) -> torch.Tensor:
+    """The best labelling a stride-``factor`` output can draw (the paper's Appendix A).
+
+    Each ``factor x factor`` block of ``target`` gets its most frequent labelled class (void
+    pixels do not vote; ties go to the lower class id), and the block label is copied back to
+    every pixel of the block (nearest-neighbour upsampling). Per block, the majority is the
+    prediction with the most correct pixels, so its scores bound what any prediction made at
+    that resolution and upsampled by blocks can reach (exactly for pixel accuracy; the IU
+    metrics are not maximised block by block, so for them it is a close estimate). Blocks of
+    void alone stay void. Partial blocks at the right and bottom edges count as blocks.
+
+    Args:
+        target: integer labels ``(N, H, W)`` or ``(H, W)``, classes ``0..n_classes-1``, void.
+        factor: block side (output stride), >= 1; 1 returns ``target`` unchanged.
+
+    Returns:
+        int64 labels of the same shape.
+
+    >>> t = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
+    >>> coarse_labels(t, 2, n_classes=2).tolist()
+    [[0, 0, 1, 1], [0, 0, 1, 1]]
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an int >= 1 (the output stride), got {factor!r}")
+    if target.dim() not in (2, 3) or target.is_floating_point():
+        raise ValueError(
+            f"target must be integer labels (H, W) or (N, H, W), got {target.dtype} "
+            f"{tuple(target.shape)}"
+        )
+    labelled = target != ignore_index
+    bad = labelled & ((target < 0) | (target >= n_classes))
+    if bad.any():
+        raise ValueError(
+            f"target holds values outside 0..{n_classes - 1} that are not void "
+            f"({ignore_index}), e.g. {int(target[bad][0])}: check n_classes"
+        )
+    t = target.reshape(-1, *target.shape[-2:]).long()
+    h, w = t.shape[-2:]
+    onehot = F.one_hot(t.where(labelled.reshape(t.shape), 0), n_classes)  # (N, H, W, K)
+    onehot = (onehot * labelled.reshape(*t.shape, 1)).permute(0, 3, 1, 2).float()
+    # votes per block: average pooling of the one-hot maps (partial blocks at the edges too)
+    votes = F.avg_pool2d(onehot, factor, stride=factor, ceil_mode=True)  # (N, K, h/f, w/f)
+    block = votes.argmax(1)
+    block[votes.sum(1) == 0] = ignore_index  # nothing labelled in the block
+    up = block.repeat_interleave(factor, -2).repeat_interleave(factor, -1)[..., :h, :w]
+    return up.reshape(target.shape)

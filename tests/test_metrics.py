@@ -344,3 +344,64 @@ def test_boundary_band_edge_cases():
         boundary_band(t, 0)
     with pytest.raises(ValueError, match="integer labels"):
         boundary_band(t.float(), 1)
+
+
+# ----------------------------------------------------------------------------- Appendix A
+
+
+def test_coarse_labels_is_the_block_majority_with_void_not_voting():
+    from fcnlib.metrics import coarse_labels
+
+    t = torch.tensor(
+        [[0, 0, 2, 255, 1],
+         [1, 255, 2, 2, 1],
+         [255, 255, 0, 1, 1]]
+    )  # fmt: skip
+    out = coarse_labels(t, 2, n_classes=3)
+    expected = torch.tensor(
+        [[0, 0, 2, 2, 1],
+         [0, 0, 2, 2, 1],
+         [255, 255, 0, 0, 1]]
+    )  # fmt: skip
+    # block (0,0): 0,0,1 -> 0; (0,1): 2,2,2 -> 2; (0,2) partial: 1,1 -> 1;
+    # (1,0): all void -> void; (1,1): 0,1 tie -> 0 (lower id); (1,2): 1 -> 1
+    assert torch.equal(out, expected)
+    assert torch.equal(coarse_labels(t, 1, n_classes=3), t)
+    assert coarse_labels(t.unsqueeze(0), 2, n_classes=3).shape == (1, 3, 5)
+
+
+def test_coarse_labels_maximise_pixel_accuracy_among_block_labellings():
+    from fcnlib.metrics import coarse_labels
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 3, (1, 4, 4), generator=g)
+    t[0, 0, 1] = 255
+    best = scores(coarse_labels(t, 2, n_classes=3), t, 3).pixel_acc
+    # brute force: every assignment of one class to each of the four 2x2 blocks
+    accs = []
+    for code in range(3**4):
+        labels = [(code // 3**k) % 3 for k in range(4)]
+        block = torch.tensor(labels).view(1, 2, 2)
+        pred = block.repeat_interleave(2, -2).repeat_interleave(2, -1)
+        accs.append(scores(pred, t, 3).pixel_acc)
+    assert best == pytest.approx(max(accs))
+
+
+def test_coarse_labels_bound_falls_with_the_factor_on_scenes():
+    from fcnlib.data import ShapesDataset
+    from fcnlib.metrics import coarse_labels
+
+    _, y = ShapesDataset("val", size=64, length=8).materialize()
+    ious = [scores(coarse_labels(y, f, n_classes=7), y, 7).mean_iu for f in (1, 4, 16, 64)]
+    assert ious[0] == 1.0 and ious == sorted(ious, reverse=True) and ious[-1] < 0.6
+
+
+def test_coarse_labels_rejects_bad_input():
+    from fcnlib.metrics import coarse_labels
+
+    with pytest.raises(ValueError, match="factor"):
+        coarse_labels(torch.zeros(4, 4, dtype=torch.long), 0, n_classes=2)
+    with pytest.raises(ValueError, match="n_classes"):
+        coarse_labels(torch.full((4, 4), 5), 2, n_classes=2)
+    with pytest.raises(ValueError, match="integer"):
+        coarse_labels(torch.zeros(4, 4), 2, n_classes=2)

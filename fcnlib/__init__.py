@@ -5,6 +5,7 @@ One idea per module:
 
 - :mod:`fcnlib.data`            synthetic lab-bench scenes
 - :mod:`fcnlib.voc`             PASCAL VOC 2011/2012, SBD, seg11valid; joint transforms
+- :mod:`fcnlib.datasets`        the paper's other datasets: SIFT Flow, NYUDv2 (HHA), PASCAL-Context
 - :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
 - :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
 - :mod:`fcnlib.backbones`       classifiers to start from: TinyVGG (lab), VGG16, AlexNet, GoogLeNet
@@ -21,6 +22,7 @@ from fcnlib import (
     backbones,
     config,
     data,
+    datasets,
     metrics,
     models,
     patchwise,
@@ -46,6 +48,7 @@ __all__ = [
     "config",
     "convolutionalize",
     "data",
+    "datasets",
     "fcn8s",
     "fcn16s",
     "fcn32s",

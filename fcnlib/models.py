@@ -22,6 +22,15 @@ Alignment, two ways (``align=``):
   The crop offsets are computed from the layers' coordinate maps, as the official code did;
   for VGG16 they are the official 5, 9 and 31 (FCN-8s).
 
+Beyond RGB, and beyond skips (the paper's NYUDv2 experiments, and where FCNs went next):
+
+* **Early fusion** (:func:`expand_input`): conv1 takes RGB-D, four channels, its RGB filters
+  kept from the RGB net. The paper found it helps little.
+* **Late fusion** (:class:`LateFusion`): an RGB net and a depth (HHA) net whose scores are summed.
+* **Dilation** (:func:`dilate_to_stride`): the trunk's last pools keep their windows but stop
+  downsampling, and every later filter is rarefied, as shift-and-stitch would (DeepLab's
+  "atrous" trunk): FCN-32s's head then predicts at stride 8 with the same weights.
+
 >>> net = fcn8s("tiny_vgg", n_classes=7)
 >>> net(torch.zeros(1, 3, 37, 50)).shape  # any size, odd and small included
 torch.Size([1, 7, 37, 50])
@@ -39,10 +48,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnlib import receptive_field as rf
-from fcnlib.backbones import BACKBONES, build_classifier, stage_taps, trunk_layers
+from fcnlib.backbones import (
+    BACKBONES,
+    _GoogLeNetInput,
+    build_classifier,
+    stage_taps,
+    trunk_layers,
+)
 from fcnlib.upsample import BilinearUpsample, init_bilinear_
 
-__all__ = ["FCN", "convolutionalize", "fcn", "fcn8s", "fcn16s", "fcn32s", "init_from"]
+__all__ = [
+    "FCN",
+    "LateFusion",
+    "convolutionalize",
+    "dilate_to_stride",
+    "expand_input",
+    "fcn",
+    "fcn8s",
+    "fcn16s",
+    "fcn32s",
+    "init_from",
+]
 
 _POOL_NAME = {2: "pool1", 4: "pool2", 8: "pool3", 16: "pool4", 32: "pool5"}
 
@@ -177,6 +203,8 @@ class FCN(nn.Module):
         crop_offsets: score-layer name -> crop offset (all 0 for ``align="same"``).
         mean, std, bgr: the input normalisation (see :meth:`normalize`): inputs are RGB in
             [0, 1]; ``bgr`` reverses them to BGR first, for weights trained that way (Caffe's).
+        in_channels: 3 (RGB); more after :func:`expand_input` (RGB, then depth, ...).
+        dilation: 1, or the factor by which :func:`dilate_to_stride` rarefied the last stages.
     """
 
     def __init__(
@@ -210,6 +238,7 @@ class FCN(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.bgr = bool(bgr)  # like mean and std, not saved: the backbone's spec sets it
+        self.dilation = 1  # set by dilate_to_stride
 
         for m in trunk.modules():
             if isinstance(m, nn.MaxPool2d):
@@ -325,28 +354,42 @@ class FCN(nn.Module):
             return round(exact)
         return int(exact)  # negative: the map starts inside the reference; padded at run time
 
+    @property
+    def in_channels(self) -> int:
+        """Input channels the net takes: 3 (RGB), or more after :func:`expand_input`."""
+        return self.mean.shape[1]
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Images ``(N, 3, H, W)``, RGB in [0, 1] -> what the backbone's weights expect:
-        channels reversed to BGR if ``bgr``, then ``(x - mean) / std``."""
+        """Images ``(N, C, H, W)``, RGB in [0, 1] (then any extra channels) -> what the
+        backbone's weights expect: RGB reversed to BGR if ``bgr``, then ``(x - mean) / std``.
+        Extra channels (depth) have mean 0 and std 1: they reach conv1 as given."""
         if self.bgr:
-            x = x.flip(1)  # RGB -> BGR
+            x = torch.cat([x[:, :3].flip(1), x[:, 3:]], dim=1)  # RGB -> BGR, extras stay
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def score_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every intermediate map by its paper name, for inspection: ``pool3``.. ``pool5``,
         ``score_fr``, ``upscore2``, ``score_pool4``, ``fuse_pool4``, ..., and the final
         ``score`` ``(N, n_classes, H, W)``."""
-        if x.dim() != 4 or x.shape[1] != 3:
+        c = self.in_channels
+        if x.dim() != 4 or x.shape[1] != c:
+            what = "" if c == 3 else f" (RGB, then {c - 3} extra channel(s) such as depth)"
+            hint = (
+                "convert grey/RGBA images to RGB (for RGB-D input, see expand_input)"
+                if c == 3
+                else "stack the extra channel(s) after RGB: torch.cat([rgb, depth], dim=1)"
+            )
             raise ValueError(
-                f"expected images (N, 3, H, W), got shape {tuple(x.shape)}; add a batch "
-                "dimension with x.unsqueeze(0) for one image, and convert grey/RGBA images to RGB"
+                f"expected images (N, {c}, H, W){what}, got shape {tuple(x.shape)}; add a "
+                f"batch dimension with x.unsqueeze(0) for one image, and {hint}"
             )
         h, w = x.shape[-2:]
         maps: dict[str, torch.Tensor] = {}
         x = self.normalize(x)
         for name, stage in self.features.items():
             x = maps[name] = stage(x)  # (N, C_s, ~H/s, ~W/s)
-        score = maps["score_fr"] = self.score_fr(self.fc(x))  # (N, n_classes, ~H/32, ~W/32)
+        # (N, n_classes, ~H/32, ~W/32); ~H/8 after dilate_to_stride(net, 8)
+        score = maps["score_fr"] = self.score_fr(self.fc(x))
         for s in self.skip_strides:
             pool = _POOL_NAME[s]
             up = maps[self._up_name(s)] = getattr(self, self._up_name(s))(score)  # 2x finer
@@ -357,7 +400,7 @@ class FCN(nn.Module):
         return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, n_classes, H, W)`` for images ``(N, 3, H, W)`` in [0, 1]."""
+        """Logits ``(N, n_classes, H, W)`` for images ``(N, in_channels, H, W)`` in [0, 1]."""
         return self.score_maps(x)["score"]
 
 
@@ -480,6 +523,13 @@ def init_from(finer: FCN, coarser: FCN) -> FCN:
         )
     if finer.align != coarser.align or finer.n_classes != coarser.n_classes:
         raise ValueError("both nets need the same align and n_classes")
+    if finer.in_channels != coarser.in_channels:
+        raise ValueError(
+            f"both nets need the same input channels: got {finer.in_channels} (finer) and "
+            f"{coarser.in_channels} (coarser), so their conv1 weights differ in shape; expand "
+            f"the RGB one with expand_input(net, {max(finer.in_channels, coarser.in_channels)}) "
+            "first"
+        )
     if finer.bgr != coarser.bgr or not all(
         torch.equal(getattr(finer, b).cpu(), getattr(coarser, b).cpu()) for b in ("mean", "std")
     ):
@@ -494,3 +544,271 @@ def init_from(finer: FCN, coarser: FCN) -> FCN:
         if name in own and own[name].shape == value.shape:
             own[name].copy_(value)
     return finer
+
+
+# ----------------------------------------------------------------------------------------------
+# RGB-D: early fusion (more input channels) and late fusion (two nets, summed scores)
+# ----------------------------------------------------------------------------------------------
+
+
+def expand_input(model: FCN, channels: int = 4, *, init: str = "mean") -> FCN:
+    """Early fusion: a copy of ``model`` whose conv1 takes ``channels`` input channels.
+
+    The paper's RGB-D net on NYUDv2 (section 5): conv1 is widened to RGB + depth and the net is
+    fine-tuned from the RGB one; it found this "early fusion" helps little. The new conv1's
+    filters keep the old ones exactly on the old channels, and get for each new channel:
+
+    * ``init="mean"``: the mean of the filter's RGB weights, so a depth map drives conv1 as a
+      grey image of a third of its intensity would (the usual way to transfer RGB filters).
+    * ``init="zeros"``: zero, so the expanded net starts out computing exactly ``model``'s
+      output; the depth filters then grow from zero in training.
+
+    The new channels are normalised with mean 0 and std 1: they reach conv1 as given, and BGR
+    weights reverse only the RGB channels. Scale depth yourself (e.g. metres / 10, to about
+    [0, 1]). ``model`` is not modified.
+
+    Args:
+        model: an :class:`FCN` taking 3 channels (or fewer than ``channels``).
+        channels: the input channels of the result, RGB first: 4 for RGB-D.
+        init: ``"mean"`` or ``"zeros"``, for the new channels' filters.
+
+    Returns:
+        :class:`FCN` mapping ``(N, channels, H, W)`` (RGB in [0, 1], then the extra channels)
+        to logits ``(N, n_classes, H, W)``.
+
+    >>> rgbd = expand_input(fcn32s("tiny_vgg", n_classes=5), 4)
+    >>> rgbd(torch.rand(1, 4, 40, 40)).shape
+    torch.Size([1, 5, 40, 40])
+    """
+    if init not in ("mean", "zeros"):
+        raise ValueError(f"init must be 'mean' or 'zeros', got {init!r}")
+    old = model.in_channels
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < old:
+        raise ValueError(
+            f"channels must be an int >= the {old} the net already takes (RGB first, then "
+            f"the extra channels), got {channels!r}"
+        )
+    if any(isinstance(m, _GoogLeNetInput) for m in model.features.modules()):
+        raise ValueError(
+            "this GoogLeNet rescales its 3 input channels before conv1 (transform_input), which "
+            "has no rule for a depth channel; early fusion needs a VGG, AlexNet or lab backbone"
+        )
+    net = copy.deepcopy(model)
+    name, conv = next((n, m) for n, m in net.features.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.groups != 1:
+        raise ValueError(f"conv1 ({name}) is grouped (groups={conv.groups}); expected groups=1")
+    w = conv.weight.detach()  # (out, old, k, k)
+    extra = w[:, :3].mean(1, keepdim=True) if init == "mean" else torch.zeros_like(w[:, :1])
+    new = nn.Conv2d(
+        channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+        device=w.device, dtype=w.dtype,
+    )  # fmt: skip
+    with torch.no_grad():
+        new.weight.copy_(torch.cat([w, extra.expand(-1, channels - old, -1, -1)], dim=1))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    new.requires_grad_(conv.weight.requires_grad)
+    parent, _, child = name.rpartition(".")
+    setattr(net.features.get_submodule(parent), child, new)
+    pad = channels - old  # the extra channels pass through the normalisation unchanged
+    net.mean = torch.cat([net.mean, net.mean.new_zeros(1, pad, 1, 1)], dim=1)  # (1, C, 1, 1)
+    net.std = torch.cat([net.std, net.std.new_ones(1, pad, 1, 1)], dim=1)
+    return net
+
+
+class LateFusion(nn.Module):
+    """Late fusion: an RGB net and a depth net whose class scores are summed.
+
+    The paper's RGB-HHA net on NYUDv2 (section 5): one FCN sees the RGB image, another the
+    depth image (Gupta et al.'s HHA encoding, or raw depth), their predictions are summed at the
+    final layer, and the two-stream net is trained end to end.
+
+    ``forward`` takes ``(N, 3 + k, H, W)``: the first 3 channels (RGB in [0, 1]) go to ``rgb``,
+    the other ``k`` to ``depth``: as they are if ``depth`` takes ``k`` channels, or, a single
+    channel (``k = 1``), repeated to the channels it takes (a 3-channel net sees depth as a grey
+    image). Returns ``rgb(x[:, :3]) + depth(x[:, 3:])``, logits ``(N, n_classes, H, W)``.
+
+    >>> fused = LateFusion(fcn32s("tiny_vgg", n_classes=5), fcn32s("tiny_vgg", n_classes=5))
+    >>> fused(torch.rand(2, 4, 40, 40)).shape  # RGB + depth
+    torch.Size([2, 5, 40, 40])
+    """
+
+    def __init__(self, rgb: FCN, depth: FCN) -> None:
+        super().__init__()
+        if rgb.in_channels != 3:
+            raise ValueError(
+                f"the RGB net must take 3 channels, it takes {rgb.in_channels}; for a net that "
+                "sees RGB-D at once (early fusion), use expand_input alone"
+            )
+        if rgb.n_classes != depth.n_classes:
+            raise ValueError(
+                f"both nets must score the same classes: got n_classes {rgb.n_classes} (rgb) "
+                f"and {depth.n_classes} (depth)"
+            )
+        self.rgb, self.depth, self.n_classes = rgb, depth, rgb.n_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        want = self.depth.in_channels
+        if x.dim() != 4 or x.shape[1] < 4:
+            raise ValueError(
+                f"expected (N, 3 + k, H, W): RGB, then k >= 1 depth channel(s), got shape "
+                f"{tuple(x.shape)}; stack them with torch.cat([rgb, depth], dim=1)"
+            )
+        rgb, other = x[:, :3], x[:, 3:]
+        if other.shape[1] != want:
+            if other.shape[1] != 1:
+                raise ValueError(
+                    f"the depth net takes {want} channel(s), got {other.shape[1]} after RGB; pass "
+                    f"{want} (e.g. HHA), or 1 (depth, repeated to {want})"
+                )
+            other = other.expand(-1, want, -1, -1)  # (N, want, H, W): depth as a grey image
+        return self.rgb(rgb) + self.depth(other)  # (N, n_classes, H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dilation: FCN-32s's head on a stride-8 trunk
+# ----------------------------------------------------------------------------------------------
+
+
+def _dilate_layer(name: str, layer: nn.Module, factor: int) -> tuple[nn.Module, int]:
+    """One layer rarefied by ``factor``, with stride 1; returns it and the factor after it.
+
+    Output ``m`` of the result reads input ``m - factor * p + factor * dilation * t``: the
+    pixels the strided layer read for the cell at ``m`` (as :func:`fcnlib.upsample.rarefy`).
+    A strided layer gets ``factor * (extent - 1 - p)`` padding after, so that it keeps the size.
+    Where that differs from the padding before, or a max pool's exceeds half its window (which
+    PyTorch refuses), an explicit pad layer goes first (-inf before a max pool), and the pair
+    replaces the layer at the same place: parameter names are kept.
+    """
+    if isinstance(layer, nn.ZeroPad2d | nn.ConstantPad2d):  # fc6's 'same' padding
+        layer.padding = tuple(factor * p for p in layer.padding)
+        return layer, factor
+    if isinstance(layer, nn.AvgPool2d):
+        if _pair(layer.kernel_size) == (1, 1) and _pair(layer.stride) == (1, 1):
+            return layer, factor
+        raise ValueError(
+            f"layer {name!r} is an average pool, which PyTorch cannot dilate; dilate_to_stride "
+            "handles max pools (VGG, AlexNet and lab backbones)"
+        )
+    if not isinstance(layer, nn.Conv2d | nn.MaxPool2d):
+        try:
+            pointwise = not rf.receptive_field([layer])
+        except ValueError:
+            pointwise = False
+        if pointwise:
+            return layer, factor
+        raise TypeError(
+            f"layer {name!r} ({type(layer).__name__}): dilate_to_stride does not know how to "
+            "rarefy it; it handles Conv2d, MaxPool2d, zero padding and pointwise layers"
+        )
+    if isinstance(layer.padding, str):
+        raise ValueError(f"layer {name!r}: give its padding as int(s), not {layer.padding!r}")
+    k, s = _pair(layer.kernel_size), _pair(layer.stride)
+    p, d = _pair(layer.padding), _pair(layer.dilation)
+    if s[0] != s[1]:
+        raise ValueError(f"layer {name!r}: strides differ by axis {s}; expected square strides")
+    before = tuple(factor * pi for pi in p)
+    after = before
+    if s[0] > 1:  # n -> n: all the padding the dilated window needs, before plus after
+        after = tuple(factor * (di * (ki - 1) - pi) for ki, di, pi in zip(k, d, p, strict=True))
+    layer.stride, layer.dilation = (1, 1), tuple(factor * di for di in d)
+    # PyTorch's max pool pads at most half its undilated kernel: pad more in front of it.
+    fits = isinstance(layer, nn.Conv2d) or all(
+        b <= ki // 2 for b, ki in zip(before, k, strict=True)
+    )
+    if before == after and fits:
+        layer.padding = before
+        return layer, factor * s[0]
+    if isinstance(layer, nn.Conv2d):
+        raise ValueError(
+            f"layer {name!r}: a strided convolution with an even kernel would need a pad layer "
+            "in front, which would rename its parameters; dilate_to_stride supports strided "
+            "max pools and odd strided convolutions"
+        )
+    layer.padding = (0, 0)
+    pad = nn.ConstantPad2d((before[1], after[1], before[0], after[0]), -math.inf)
+    return nn.Sequential(pad, layer), factor * s[0]
+
+
+def _dilate_(module: nn.Module, factor: int) -> int:
+    """Rarefy ``module``'s layers in place, in forward order; returns the factor after it."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Sequential) or type(child).__name__ == "BasicConv2d":
+            factor = _dilate_(child, factor)  # a chain (GoogLeNet's BasicConv2d: conv, bn)
+        elif type(child).__name__ == "Inception":
+            for branch in _branches(child):  # parallel branches, all at the same scale
+                if _dilate_(branch, factor) != factor:
+                    raise ValueError(f"a branch of {name!r} downsamples; branches must not")
+        else:
+            new, factor = _dilate_layer(name, child, factor)
+            if new is not child:
+                setattr(module, name, new)
+    return factor
+
+
+def dilate_to_stride(model: FCN, output_stride: int = 8, *, learnable_final: bool = False) -> FCN:
+    """FCN-32s's head on a dilated trunk of output stride ``output_stride`` (DeepLab-style).
+
+    The pools (and strided layers) beyond ``output_stride`` keep their windows but take stride
+    1 (padded so that sizes are kept), and every later convolution and pool, fc6 and fc7
+    included, is rarefied (dilated) by the stride so removed before it: for VGG16 at stride 8,
+    pool4 stride 1, conv5 and pool5 dilation 2, fc6 (7 x 7) dilation 4. This is the paper's filter
+    rarefaction (section 3.2, :func:`fcnlib.upsample.rarefy`) applied to the last stages only:
+    every unit sees the pixels it saw before, so receptive fields are unchanged, the weights
+    keep their shapes (pretrained or trained FCN-32s weights stay usable, also through
+    :func:`init_from`), and the stride-8 scores subsampled every 4th unit are FCN-32s's scores.
+    One score layer (``score_fr``), no skips, and a bilinear upsampling by ``output_stride``
+    (``upscore8``) bring them to the input size. ``model`` is not modified.
+
+    Costs: the last stages run on 16x more positions (fc6 7 x 7 x 512 x 4096 included), and,
+    as the paper notes for shift-and-stitch, the rarefied filters still see only every 4th unit
+    below them: finer output, no finer features.
+
+    Args:
+        model: an FCN-32s (``stride=32``, no skips) with ``align="same"``.
+        output_stride: a stride at which a stage of the backbone ends (8 or 16 for VGG).
+        learnable_final: learn the final upsampling (default: fixed bilinear, as FCN-32s's).
+
+    Returns:
+        :class:`FCN` with ``stride == output_stride``, ``dilation == 32 // output_stride``,
+        mapping ``(N, in_channels, H, W)`` to logits ``(N, n_classes, H, W)``.
+
+    >>> net = dilate_to_stride(fcn32s("tiny_vgg", n_classes=5), 8)
+    >>> net.score_maps(torch.rand(1, 3, 64, 96))["score_fr"].shape  # H/8, W/8
+    torch.Size([1, 5, 8, 12])
+    """
+    if model.stride != 32 or model.skip_strides or model.dilation != 1:
+        raise ValueError(
+            f"dilate_to_stride takes an undilated FCN-32s, got a net of stride {model.stride} "
+            f"(skips {model.skip_strides}, dilation {model.dilation}); the dilated trunk itself "
+            "predicts at the finer stride, so start from fcn32s(...)"
+        )
+    if model.align != "same":
+        raise ValueError(
+            "dilate_to_stride supports align='same' only: align='caffe' pads conv1_1 by 100 and "
+            "leaves fc6 unpadded, sized for stride 32; a dilated fc6 needs 4x that margin and "
+            "new crops. Build the FCN-32s with align='same'"
+        )
+    strides = [s for s in model._stage_strides if s <= 32]
+    if output_stride not in strides:
+        raise ValueError(
+            f"output stride {output_stride} is not available: this backbone's stages end at "
+            f"strides {strides}; choose one of those"
+        )
+    net = copy.deepcopy(model)
+    factor = 1
+    for s, stage in zip(net._stage_strides, net.features.values(), strict=True):
+        if s > output_stride:
+            factor = _dilate_(stage, factor)  # pool4: stride 1; conv5: dilation 2; ...
+    factor = _dilate_(net.fc, factor)  # fc6, fc7: dilation 32 / output_stride
+    delattr(net, net.final_name)
+    net.stride, net.dilation = output_stride, factor
+    net.final_name = "upscore" if output_stride == 32 else f"upscore{output_stride}"
+    up = net._upsample(output_stride, learnable_final)  # (N, C, n, n) -> (N, C, 8n, 8n)
+    setattr(net, net.final_name, up.to(net.score_fr.weight.device, net.score_fr.weight.dtype))
+    # The dilated units sit where FCN-32s's do (VGG: unit 0 centred on pixel 15.5, 8 apart), not
+    # where a stride-8 map tiling the image would (3.5): the computed final crop is negative
+    # (-12 for VGG), and the border it leaves is replicated.
+    net.crop_offsets = net._compute_offsets()
+    return net

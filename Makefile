@@ -3,13 +3,16 @@
 #   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
 #               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters
+#   make assignments CHAPTERS="02 05"   student versions (nbgrader) in _build/student
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test book lab lint format clean
+.PHONY: test book lab assignments lint format clean
+
+CHAPTERS ?=
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +30,9 @@ book: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
+
+assignments: $(STAMP)
+	$(BIN)/python book/assignments.py $(if $(CHAPTERS),$(CHAPTERS),--all) --out _build/student
 
 lint: $(STAMP)
 	$(BIN)/ruff check fcnlib tests

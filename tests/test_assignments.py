@@ -1,0 +1,83 @@
+"""Student versions (book/assignments.py, nbgrader's preprocessors): every chapter has one,
+without its solutions or hidden tests, and its stubs fail loudly."""
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("assignments", ROOT / "book" / "assignments.py")
+assignments = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(assignments)
+
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SECRETS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "{solution}")
+
+
+def _master(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _is_solution(cell):
+    return cell.metadata.get("nbgrader", {}).get("solution", False)
+
+
+@pytest.fixture(scope="module", params=CHAPTERS, ids=lambda p: p.stem)
+def pair(request):
+    master = _master(request.param)
+    return master, assignments.student_version(master)
+
+
+def test_every_exercise_has_a_graded_answer_cell(pair):
+    master, _ = pair
+    text = "\n".join(c.source for c in master.cells if c.cell_type == "markdown")
+    labels = re.findall(r"\{exercise\}[^\n]*\n:label: (\S+)", text)
+    answers = {c.metadata["nbgrader"]["grade_id"] for c in master.cells if _is_solution(c)}
+    assert len(labels) >= 3
+    assert {f"{label}-answer" for label in labels} <= answers
+
+
+def test_student_version_keeps_no_solution(pair):
+    master, student = pair
+    assert len(student.cells) == len(master.cells)
+    for m, s in zip(master.cells, student.cells, strict=True):
+        for secret in SECRETS:
+            assert secret not in s.source, f"{secret!r} left in cell {s.get('id')}"
+        if _is_solution(m):
+            stub = "raise NotImplementedError()" if m.cell_type == "code" else "YOUR ANSWER HERE"
+            assert stub in s.source and s.source != m.source
+        elif "### BEGIN HIDDEN TESTS" in m.source:
+            visible = m.source.split("### BEGIN HIDDEN TESTS")[0].strip()
+            assert s.source.strip() == visible
+        else:
+            assert s.source == m.source  # everything else is handed out as written
+        if s.cell_type == "code":
+            assert not s.outputs and s.execution_count is None
+        if s.metadata.get("nbgrader", {}).get("grade"):
+            assert s.metadata["nbgrader"].get("checksum")  # for nbgrader's autograder
+            assert s.metadata["nbgrader"]["locked"] or _is_solution(s)
+
+
+def test_a_code_stub_raises_not_implemented():
+    master = _master(ROOT / "notebooks" / "05_skip_fusion.ipynb")
+    student = assignments.student_version(master)
+    stubs = [c for c in student.cells if c.cell_type == "code" and _is_solution(c)]
+    assert stubs, "chapter 5 has an autograded exercise"
+    namespace: dict = {}
+    exec(stubs[0].source, namespace)  # defines fuse_16s with a stub body
+    with pytest.raises(NotImplementedError):
+        namespace["fuse_16s"](None, None, None, None)
+
+
+def test_command_line_writes_chosen_chapters(tmp_path, capsys):
+    assignments.main(["5", "01_semantic_segmentation", "--out", str(tmp_path)])
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["01_semantic_segmentation.ipynb", "05_skip_fusion.ipynb"]
+    student = json.loads((tmp_path / "05_skip_fusion.ipynb").read_text())
+    assert "### BEGIN SOLUTION" not in json.dumps(student)
+    with pytest.raises(SystemExit, match="no chapter '99'"):
+        assignments.main(["99", "--out", str(tmp_path)])

@@ -62,6 +62,28 @@ def test_student_version_keeps_no_solution(pair):
             assert s.metadata["nbgrader"]["locked"] or _is_solution(s)
 
 
+def test_student_version_runs_like_the_master_up_to_its_first_stub(pair):
+    # Every code cell before the first solution cell is handed out byte for byte, and nbval runs
+    # the master: the student version executes the same code up to its first stub.
+    master, student = pair
+    for m, s in zip(master.cells, student.cells, strict=True):
+        if m.cell_type != "code":
+            continue
+        if _is_solution(m):
+            break
+        assert s.source == m.source
+
+
+def test_training_exercise_stub_raises_where_students_start():
+    master = _master(ROOT / "notebooks" / "07_beyond.ipynb")
+    student = assignments.student_version(master)
+    stub = next(c for c in student.cells if c.cell_type == "code" and _is_solution(c))
+    with pytest.raises(NotImplementedError):
+        exec(stub.source, {})
+    test = next(c for c in student.cells if c.get("id") == "ch7-ex-depth-test")
+    assert "mean IU" in test.source and "pixel_acc" not in test.source  # hidden part removed
+
+
 def test_a_code_stub_raises_not_implemented():
     master = _master(ROOT / "notebooks" / "05_skip_fusion.ipynb")
     student = assignments.student_version(master)

@@ -93,10 +93,11 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from fcnlib import voc
-from fcnlib.config import data_dir
 from fcnlib.data import IGNORE_INDEX
 from fcnlib.viz import voc_palette
-from fcnlib.voc import DatasetNotFoundError, PairTransform
+from fcnlib.voc import DatasetNotFoundError, PairTransform, _root, _write_lines
+from fcnlib.voc import _check_fake_size as _fake_size
+from fcnlib.voc import read_ids as _read_ids
 
 __all__ = [
     "CONTEXT_CLASSES",
@@ -172,10 +173,6 @@ Transforms = Callable[..., Any]
 # --------------------------------------------------------------------------------------------
 
 
-def _root(root: str | Path | None) -> Path:
-    return (data_dir() if root is None else Path(root)).expanduser().resolve()
-
-
 def _require(title: str, split: str, root: Path, needed: Sequence[Path], how: str) -> None:
     """Raise DatasetNotFoundError naming the first of ``needed`` that does not exist."""
     missing = next((p for p in needed if not p.exists()), None)
@@ -191,10 +188,6 @@ def _check(name: str, value: Any, valid: Sequence[Any]) -> Any:
     if value not in valid:
         raise ValueError(f"{name} must be one of {tuple(valid)}, got {value!r}")
     return value
-
-
-def _read_ids(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 def _load_mat(path: Path, variable: str) -> np.ndarray:
@@ -706,18 +699,6 @@ def _fake_image(rng: np.random.Generator, raw: np.ndarray, noise: int = 12) -> n
     colours = voc_palette().numpy().astype(np.int16)
     jitter = rng.integers(-noise, noise + 1, size=(*raw.shape, 3))
     return np.clip(colours[raw.astype(np.int64) % 256] + jitter, 0, 255).astype(np.uint8)
-
-
-def _fake_size(size: tuple[int, int]) -> tuple[int, int]:
-    h, w = (int(s) for s in size)
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be a positive (H, W), got {size!r}")
-    return h, w
-
-
-def _write_lines(path: Path, ids: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i}\n" for i in ids))
 
 
 def _savemat(path: Path, variables: dict[str, np.ndarray]) -> None:

@@ -234,6 +234,14 @@ def scores(
     return ConfusionMatrix(n_classes, ignore_index=ignore_index).update(pred, target).compute()
 
 
+def _check_label_map(target: torch.Tensor) -> None:
+    if target.dim() not in (2, 3) or target.is_floating_point():
+        raise ValueError(
+            f"target must be integer labels (H, W) or (N, H, W), got {target.dtype} "
+            f"{tuple(target.shape)}"
+        )
+
+
 def boundary_band(target: torch.Tensor, width: int) -> torch.Tensor:
     """Bool mask of the pixels within ``width`` pixels of a label boundary (a trimap band).
 
@@ -252,11 +260,7 @@ def boundary_band(target: torch.Tensor, width: int) -> torch.Tensor:
     """
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"width must be an int >= 1 (pixels), got {width!r}")
-    if target.dim() not in (2, 3) or target.is_floating_point():
-        raise ValueError(
-            f"target must be integer labels (H, W) or (N, H, W), got {target.dtype} "
-            f"{tuple(target.shape)}"
-        )
+    _check_label_map(target)
     t = target.reshape(-1, 1, *target.shape[-2:]).double()  # float64 holds any label exactly
     k = 2 * width + 1
     padded = F.pad(t, (width,) * 4, mode="replicate")  # the border repeats: no boundary there
@@ -291,11 +295,7 @@ def coarse_labels(
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be an int >= 1 (the output stride), got {factor!r}")
-    if target.dim() not in (2, 3) or target.is_floating_point():
-        raise ValueError(
-            f"target must be integer labels (H, W) or (N, H, W), got {target.dtype} "
-            f"{tuple(target.shape)}"
-        )
+    _check_label_map(target)
     labelled = target != ignore_index
     bad = labelled & ((target < 0) | (target >= n_classes))
     if bad.any():

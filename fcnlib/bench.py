@@ -185,8 +185,9 @@ def bench_throughput(
     Every variant builds a fresh FCN-8s with random weights (``pretrained=False``: no download,
     no lab pre-training) and frees it before the next one is built. The variants: fp32 with
     ``align="caffe"`` (conv1_1 padded by 100, then cropped), fp32 padding-free, channels_last,
-    channels_last + autocast (bf16 on a CPU; bf16 on a GPU that has it, else fp16), and, on
-    CUDA or when ``compile=True``, the latter under ``torch.compile``.
+    channels_last + autocast (bf16 on a CPU; bf16 on a GPU of compute capability 8.0 or newer,
+    else fp16: a T4 only emulates bf16), and, on CUDA or when ``compile=True``, the latter under
+    ``torch.compile``.
 
     * ``"train"``: forward + cross-entropy + backward + zero grads (``set_to_none``), in
       ``model.train()``; no optimizer step, so the numbers compare with earlier runs.
@@ -215,6 +216,7 @@ def bench_throughput(
     """
     from fcnlib.config import pick_device
     from fcnlib.models import fcn8s
+    from fcnlib.train import _cuda_has_native_bf16
 
     if mode not in ("train", "infer", "both"):
         raise ValueError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
@@ -222,7 +224,7 @@ def bench_throughput(
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     amp_dtype = torch.bfloat16 if dev.type == "cpu" else torch.float16
-    if cuda and torch.cuda.is_bf16_supported():
+    if cuda and _cuda_has_native_bf16(dev):  # capability >= 8.0; a T4 only emulates bf16
         amp_dtype = torch.bfloat16
     variants = [("fp32, align='caffe' (pad 100 + crop)", False, None),
                 ("fp32", False, None), ("channels_last", True, None),

@@ -467,11 +467,50 @@ def _cpu_has_native_bf16() -> bool:
         return False
 
 
+def _cuda_has_native_bf16(device: torch.device | str = "cuda") -> bool:
+    """True on CUDA GPUs of compute capability 8.0 or newer (Ampere on), whose tensor cores do bf16.
+
+    ``torch.cuda.is_bf16_supported()`` is not the test: it also counts emulation, so it says True
+    on a Tesla T4 (capability 7.5, Colab's free GPU), where bf16 runs emulated and slow while its
+    tensor cores do fp16. ``device`` may name an index (``"cuda:1"``); without one, the current
+    device is asked.
+    """
+    return torch.cuda.get_device_capability(torch.device(device).index) >= (8, 0)
+
+
+_CPU_BF16_ENV = "FCN_CPU_BF16"
+
+
+def _cpu_bf16_override() -> bool | None:
+    """``FCN_CPU_BF16``: "1" -> True, "0" -> False, unset or empty -> None (detect)."""
+    value = os.environ.get(_CPU_BF16_ENV, "").strip()
+    if not value:
+        return None
+    if value not in ("0", "1"):
+        raise ValueError(
+            f"{_CPU_BF16_ENV} must be '1' (bf16), '0' (float32) or unset/empty (detect), "
+            f"got {value!r}"
+        )
+    return value == "1"
+
+
 def resolve_amp(device: torch.device | str, amp: str) -> torch.dtype | None:
     """The autocast dtype that ``amp`` means on ``device``, or None for float32.
 
-    "auto": bf16 on CUDA GPUs that have it (else fp16), bf16 on CPUs with native support,
-    otherwise off (MPS included). "bf16"/"fp16" force a dtype; "off" disables.
+    "auto" picks the precision the hardware computes natively:
+
+    * CUDA: bf16 on GPUs of compute capability >= 8.0 (Ampere and later), else fp16 (with a
+      GradScaler, see :func:`make_grad_scaler`). The capability of ``device``'s own index is
+      asked. ``torch.cuda.is_bf16_supported()`` is not used: it counts emulation, so it is True
+      on a Tesla T4 (7.5, Colab's free GPU), which emulates bf16 while its tensor cores do fp16.
+    * CPU: bf16 with AMX tiles (see ``_cpu_has_native_bf16``), else float32. The environment
+      variable ``FCN_CPU_BF16`` overrides the detection: "1" forces bf16 (as on an AMX machine;
+      CI uses it to reproduce that behaviour on a CPU without AMX), "0" forces float32, unset or
+      empty detects; any other value raises ValueError.
+    * Anything else (MPS included): off.
+
+    "bf16"/"fp16" force a dtype and "off" disables, on any device and whatever ``FCN_CPU_BF16``
+    says.
     """
     device = torch.device(device)
     if amp not in _CHOICES["amp"]:
@@ -481,9 +520,11 @@ def resolve_amp(device: torch.device | str, amp: str) -> torch.dtype | None:
     if amp != "auto":
         return torch.bfloat16 if amp == "bf16" else torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and _cpu_has_native_bf16():
-        return torch.bfloat16
+        return torch.bfloat16 if _cuda_has_native_bf16(device) else torch.float16
+    if device.type == "cpu":
+        override = _cpu_bf16_override()
+        native = _cpu_has_native_bf16() if override is None else override
+        return torch.bfloat16 if native else None
     return None
 
 
@@ -496,7 +537,10 @@ def autocast_context(device: torch.device | str, amp: str) -> contextlib.Abstrac
 
 
 def make_grad_scaler(device: torch.device | str, amp: str) -> torch.amp.GradScaler | None:
-    """A GradScaler when ``amp`` resolves to fp16 (its gradients underflow); else None."""
+    """A GradScaler when ``amp`` resolves to fp16 (its gradients underflow); else None.
+
+    So "auto" on a CUDA GPU below compute capability 8.0 (a T4) gets one; bf16 needs none.
+    """
     if resolve_amp(device, amp) != torch.float16:
         return None
     return torch.amp.GradScaler(torch.device(device).type)
@@ -519,6 +563,23 @@ def prepare_model(
     if ddp:
         model = wrap_ddp(model, device)
     return torch.compile(model) if config.compile else model
+
+
+def _check_on_device(model: nn.Module, device: torch.device) -> None:
+    """Raise, naming both devices, when ``model``'s weights are not on ``device``.
+
+    Without this check the mismatch surfaces deep inside the first layer as "Input type
+    (torch.cuda.FloatTensor) and weight type (torch.FloatTensor) should be the same".
+    """
+    found = {p.device for p in model.parameters()} | {b.device for b in model.buffers()}
+    wrong = sorted(str(d) for d in found if d.type != device.type or (
+        device.index is not None and d.index != device.index
+    ))  # fmt: skip
+    if wrong:
+        raise ValueError(
+            f"the model's weights are on {', '.join(wrong)} but the data goes to {device}: "
+            f"move the model first (model.to(device)), or pass device= the model's device"
+        )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -549,6 +610,7 @@ def train_one_epoch(
     ``class_weights`` overrides ``config.class_weights`` (needed for "balanced"; see :func:`fit`).
     """
     device = torch.device(device)
+    _check_on_device(model, device)
     if class_weights is None and config.class_weights == "balanced":
         raise ValueError(
             "class_weights='balanced' needs the label histogram: pass class_weights="
@@ -628,6 +690,7 @@ def evaluate(
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
+    _check_on_device(model, device)
     modes = [(m, m.training) for m in model.modules()]
     matrix = ConfusionMatrix(n_classes, ignore_index=ignore_index)
     model.eval()

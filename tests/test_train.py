@@ -427,6 +427,84 @@ def test_amp_choices():
         resolve_amp("cpu", "half")
 
 
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """A CUDA GPU of the given compute capability, on a machine without one.
+
+    ``is_bf16_supported`` says True, as it does on a T4 (it counts emulation), so a rule that
+    still asked it would pick bf16. Returns the list of device indices the capability was
+    asked for.
+    """
+    asked, capability = [], [(7, 5)]
+
+    def get_device_capability(device=None):
+        asked.append(device)
+        return capability[0]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+
+    def set_capability(major_minor):
+        capability[0] = major_minor
+        asked.clear()
+        return asked
+
+    return set_capability
+
+
+def test_auto_amp_on_a_t4_is_fp16_with_a_grad_scaler(fake_cuda):
+    fake_cuda((7, 5))  # Tesla T4: emulates bf16, its tensor cores do fp16
+    assert resolve_amp("cuda", "auto") is torch.float16
+    assert isinstance(make_grad_scaler("cuda", "auto"), torch.amp.GradScaler)
+    assert resolve_amp("cuda", "bf16") is torch.bfloat16  # forced stays forced
+
+
+@pytest.mark.parametrize("capability", [(8, 0), (8, 6), (9, 0)])
+def test_auto_amp_on_ampere_and_later_is_bf16_without_scaler(fake_cuda, capability):
+    fake_cuda(capability)
+    assert resolve_amp("cuda", "auto") is torch.bfloat16
+    assert make_grad_scaler("cuda", "auto") is None
+
+
+def test_auto_amp_asks_the_capability_of_the_given_device(fake_cuda):
+    asked = fake_cuda((8, 0))
+    assert resolve_amp("cuda:1", "auto") is torch.bfloat16 and asked == [1]
+    asked = fake_cuda((7, 5))
+    assert resolve_amp(torch.device("cuda", 1), "auto") is torch.float16 and asked == [1]
+    asked = fake_cuda((8, 0))
+    resolve_amp("cuda", "auto")
+    assert asked == [None]  # no index: the current device
+
+
+def test_fcn_cpu_bf16_overrides_the_cpu_detection(monkeypatch):
+    import fcnlib.train as train
+
+    monkeypatch.setattr(train, "_cpu_has_native_bf16", lambda: False)  # a CPU without AMX
+    monkeypatch.delenv("FCN_CPU_BF16", raising=False)
+    assert resolve_amp("cpu", "auto") is None
+    monkeypatch.setenv("FCN_CPU_BF16", "")
+    assert resolve_amp("cpu", "auto") is None  # empty: detect
+    monkeypatch.setenv("FCN_CPU_BF16", "1")
+    assert resolve_amp("cpu", "auto") is torch.bfloat16  # as on an AMX machine
+    assert make_grad_scaler("cpu", "auto") is None
+    assert resolve_amp("cpu", "off") is None  # only "auto" is affected
+    assert resolve_amp("cpu", "fp16") is torch.float16
+    assert resolve_amp("mps", "auto") is None
+
+    monkeypatch.setattr(train, "_cpu_has_native_bf16", lambda: True)  # an AMX CPU
+    monkeypatch.delenv("FCN_CPU_BF16")
+    assert resolve_amp("cpu", "auto") is torch.bfloat16
+    monkeypatch.setenv("FCN_CPU_BF16", "0")
+    assert resolve_amp("cpu", "auto") is None
+    assert resolve_amp("cpu", "bf16") is torch.bfloat16  # forced stays forced
+
+    monkeypatch.setenv("FCN_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match=r"FCN_CPU_BF16 must be '1'.*'0'.*got 'yes'"):
+        resolve_amp("cpu", "auto")
+    assert resolve_amp("cpu", "off") is None  # a bad value only matters to "auto"
+
+
 def test_bf16_autocast_step_on_cpu(scenes):
     # Asked for explicitly, bf16 autocast runs on any CPU ("auto" picks it only with AMX).
     (images, labels), _ = scenes
@@ -543,3 +621,14 @@ def test_whole_images_of_different_sizes_evaluate_one_at_a_time():
     history = fit(model, data, _Sizes(), config=config.replace(eval_batch_size=1), n_classes=2,
                   progress=False)  # fmt: skip
     assert 0 <= history[-1]["mean_iu"] <= 1
+
+
+def test_a_model_left_on_another_device_is_named_not_crashed_into():
+    # a net on the "meta" device stands in for one left on the CPU while the data go to CUDA
+    net = nn.Conv2d(3, 2, 1, device="meta")
+    batches = [(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))]
+    with pytest.raises(ValueError, match=r"weights are on meta but the data goes to cpu.*\.to\("):
+        evaluate(net, batches, n_classes=2, device="cpu")
+    optimizer = torch.optim.SGD(nn.Conv2d(3, 2, 1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="weights are on meta"):
+        train_one_epoch(net, batches, optimizer, config=TrainConfig(), device="cpu", progress=False)

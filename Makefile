@@ -1,16 +1,20 @@
 # The course's commands. Each one sets up .venv (from requirements.txt) when it is missing or stale.
-#   make test   unit tests (tests/) + every chapter executed by nbval, after ruff
+#   make test   unit tests (tests/) + every chapter executed by nbval, after ruff; then chapter 6
+#               again with bf16 autocast on the CPU (FCN_CPU_BF16=1, as on CPUs with AMX)
 #   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
 #               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters
 #   make assignments CHAPTERS="02 05"   student versions (nbgrader) in _build/student
+#   make gpu-check   on a machine with a CUDA GPU: the unit tests, every chapter under nbval
+#               (side by side, 2 threads each) and the throughput benchmark, one summary line
+#               per step (also in _build/gpu-check/summary.txt); see tests/gpu_check.py --help
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test book lab assignments lint format clean
+.PHONY: test book lab assignments gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -23,6 +27,9 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check fcnlib tests
 	$(BIN)/python -m pytest
+	@# Chapter 6 again with amp="auto" resolving to bf16 on the CPU, as it does on CPUs with AMX:
+	@# scores meant to agree must be computed in one precision, whichever CPU runs the tests.
+	FCN_CPU_BF16=1 $(BIN)/python -m pytest notebooks/06_full_scale_voc.ipynb
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
@@ -33,6 +40,9 @@ lab: $(STAMP)
 
 assignments: $(STAMP)
 	$(BIN)/python book/assignments.py $(if $(CHAPTERS),$(CHAPTERS),--all) --out _build/student
+
+gpu-check: $(STAMP)
+	$(BIN)/python tests/gpu_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check fcnlib tests

@@ -1,5 +1,6 @@
-"""Backbones: builders, trunk taps, and the cached lab-bench pre-training."""
+"""Backbones: builders, trunk taps, the shipped lab-bench weights and the cached pre-training."""
 
+from dataclasses import asdict
 from functools import partial
 
 import pytest
@@ -16,6 +17,14 @@ from fcnlib.backbones import (
 )
 
 TINY = _PretrainRecipe(n_train=64, n_val=32, epochs=1, batch_size=32)
+REGENERATE = (
+    'regenerate it: python -c "from fcnlib.backbones import _write_shipped_weights as w; w()" '
+    "(bump _PretrainRecipe.version when the data generator or the architecture changed)"
+)
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("the shipped weights must be loaded, not trained")
 
 
 def test_taps_are_the_pools():
@@ -57,15 +66,101 @@ def test_pretraining_is_cached_and_reused(tmp_path, monkeypatch):
     assert again.val_accuracy == net.val_accuracy
 
 
-def test_pretraining_is_deterministic(tmp_path):
+def test_pretraining_is_deterministic():  # on the CPU, also where CUDA is present
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
     a = pretrained_classifier("tiny_vgg", cache=False, recipe=TINY, progress=False)
     b = pretrained_classifier("tiny_vgg", cache=False, recipe=TINY, progress=False)
+    assert next(a.parameters()).device.type == "cpu"
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
+    # the caller's random numbers and thread count are left alone
+    assert torch.equal(torch.get_rng_state(), rng) and torch.get_num_threads() == threads
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_weights_do_not_depend_on_the_device():
+    for kw in ({"cache": False, "recipe": TINY}, {}):  # trained here, and the shipped ones
+        cpu = pretrained_classifier("tiny_vgg", progress=False, **kw)
+        gpu = pretrained_classifier("tiny_vgg", progress=False, device="cuda", **kw)
+        assert next(gpu.parameters()).is_cuda and gpu.val_accuracy == cpu.val_accuracy
+        for (key, x), y in zip(cpu.state_dict().items(), gpu.state_dict().values(), strict=True):
+            assert torch.equal(x, y.cpu()), key
+
+
+def test_shipped_weights_are_the_default_recipes():
+    files = sorted(backbones._WEIGHTS_DIR.glob("tiny_vgg-*.pt"))
+    assert len(files) == 1, f"expected one shipped tiny_vgg weights file, found {files}; " + (
+        REGENERATE
+    )
+    blob = torch.load(files[0], map_location="cpu", weights_only=True)
+    key = backbones._recipe_key("tiny_vgg", _PretrainRecipe())
+    assert blob["key"] == key and files[0] == backbones._shipped_path("tiny_vgg"), (
+        f"{files[0].name} was made by another recipe or architecture than the default one "
+        f"(key {key}); " + REGENERATE
+    )
+    assert blob["name"] == "tiny_vgg" and blob["recipe"] == asdict(_PretrainRecipe())
+    assert backbones._state_digest(blob["state_dict"]) == blob["digest"]
+    build_classifier("tiny_vgg").load_state_dict(blob["state_dict"])  # strict: same layers
+    assert blob["val_accuracy"] > 0.9
+
+
+def test_default_backbone_is_loaded_not_trained(tmp_path, monkeypatch):
+    monkeypatch.setattr(backbones, "_train_lab_classifier", _no_training)
+    monkeypatch.setenv("FCN_CACHE", str(tmp_path))
+    a = pretrained_classifier("tiny_vgg", progress=False)
+    b = build_classifier("tiny_vgg", pretrained=True, progress=False)
+    assert a is not b and not a.training and not b.training
+    assert a.val_accuracy == b.val_accuracy > 0.9
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    blob = torch.load(backbones._shipped_path("tiny_vgg"), weights_only=True)
+    assert backbones._state_digest(a.state_dict()) == blob["digest"]
+    assert not list(tmp_path.iterdir())  # nothing cached
+
+
+def test_retrain_runs_the_recipe_and_leaves_the_shipped_file_alone(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_training(name, recipe, *, progress):
+        calls.append(recipe)
+        return build_classifier(name), 0.5
+
+    monkeypatch.setattr(backbones, "_train_lab_classifier", fake_training)
+    shipped = backbones._shipped_path("tiny_vgg")
+    before = shipped.read_bytes()
+    for _ in range(2):  # the second call loads the cache entry of the first
+        net = pretrained_classifier("tiny_vgg", cache=tmp_path, retrain=True, progress=False)
+        assert net.val_accuracy == 0.5 and not net.training
+    assert calls == [_PretrainRecipe()]
+    assert [p.name for p in tmp_path.glob("*.pt")] == [shipped.name]
+    assert shipped.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncate", "tamper", "stale"])
+def test_damaged_shipped_weights_are_an_error_not_retrained(tmp_path, monkeypatch, damage):
+    shipped = backbones._shipped_path("tiny_vgg")
+    monkeypatch.setattr(backbones, "_WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(backbones, "_train_lab_classifier", _no_training)
+    copy = tmp_path / shipped.name
+    good = torch.load(shipped, weights_only=True)
+    if damage == "truncate":
+        copy.write_bytes(shipped.read_bytes()[:1000])
+    elif damage == "tamper":  # a flipped weight: the checksum no longer matches
+        state = {k: v.clone() for k, v in good["state_dict"].items()}
+        state["features.0.weight"][0, 0, 0, 0] += 1.0
+        torch.save({**good, "state_dict": state}, copy)
+    elif damage == "stale":
+        torch.save({**good, "key": "0" * 12}, copy)
+    with pytest.raises(RuntimeError, match="damaged") as err:
+        pretrained_classifier("tiny_vgg", progress=False)
+    message = str(err.value)
+    assert str(copy) in message and "retrain=True" in message and "reinstall" in message.lower()
+    if damage == "tamper":
+        assert "checksum" in message
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "tamper", "stale"])
-def test_damaged_or_stale_cache_is_rebuilt_not_loaded(tmp_path, damage):
+def test_damaged_or_stale_cache_is_rebuilt_not_loaded(tmp_path, damage):  # non-default recipes
     pretrained_classifier("tiny_vgg", cache=tmp_path, recipe=TINY, progress=False)
     (path,) = tmp_path.glob("tiny_vgg-*.pt")
     good = torch.load(path, weights_only=True)

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone ('paper') and is lowered for each stage started with --init-from "
         "(fcnlib.train.stage_recipe)",
     )
-    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--epochs", type=_at_least_one("--epochs"), default=8)
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     train.add_argument("--align", choices=["same", "caffe"], default="same")
@@ -126,11 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "predict",
-        help="label images: coloured mask and overlay PNGs",
-        description="Label image files with a trained checkpoint.",
+        help="label images: class-index mask and overlay PNGs",
+        description="Label image files with a trained checkpoint. For each image, writes "
+        "NAME_mask.png, the class ids as a palette PNG in VOC's format (shown in VOC's colours; "
+        "np.array(PIL.Image.open(...)) reads the ids), and NAME_overlay.png, the image tinted by "
+        "class. NAME is the file's stem (photo.jpg: photo_mask.png); when inputs share a stem, "
+        "their extension is kept (photo.jpg, photo.png: photo_jpg_mask.png, "
+        "photo_png_mask.png), and if names still collide (a/photo.png, b/photo.png) the input's "
+        "position is added (photo_png_1_mask.png, photo_png_2_mask.png). No result overwrites "
+        "another of the same call.",
     )
     pr.add_argument("checkpoint", type=Path)
-    pr.add_argument("images", type=Path, nargs="+", help="PNG/JPEG files, any size or mode")
+    pr.add_argument(
+        "images", type=Path, nargs="+", help="PNG/JPEG/... files, any size or mode, 8 or 16 bit"
+    )
     pr.add_argument("--out-dir", type=Path, default=Path("predictions"))
     pr.add_argument("--device", default="auto")
 
@@ -163,6 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("name", choices=["voc2012", "voc2011", "sbd"])
     da.add_argument("--root", type=Path, help="default: $FCN_DATA (fcnlib.config.data_dir)")
     return parser
+
+
+def _at_least_one(flag: str):
+    """An argparse type for a count that must be >= 1, so that 0 is refused before any work
+    (``--epochs 0`` trained nothing, then crashed on the empty history)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"{flag} must be a whole number, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        return value
+
+    return parse
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -317,23 +343,45 @@ def _eval(args: argparse.Namespace) -> None:
     print(scores.to_table(list(classes)))
 
 
+def _output_names(paths: list[Path]) -> list[str]:
+    """One output name per input, unique within the call (see the predict --help): the stem;
+    the name with its extension where stems collide; then the input's position (1-based)."""
+    from collections import Counter
+
+    stems = Counter(p.stem for p in paths)
+    names = [p.name.replace(".", "_") if stems[p.stem] > 1 else p.stem for p in paths]
+    counts = Counter(names)
+    names = [f"{n}_{i}" if counts[n] > 1 else n for i, n in enumerate(names, 1)]
+    clashes = sorted(n for n, c in Counter(names).items() if c > 1)
+    if clashes:  # only inputs named like another's fallback, e.g. photo_png_2.png
+        raise SystemExit(
+            f"cannot give every input its own output name: {clashes} would be written twice; "
+            "rename those input files, or run predict on them separately with another --out-dir"
+        )
+    return names
+
+
 def _predict(args: argparse.Namespace) -> None:
     from torchvision.utils import save_image
 
     from fcnlib.config import pick_device
-    from fcnlib.infer import load_image, predict
-    from fcnlib.viz import colorize, overlay
+    from fcnlib.infer import load_image, predict, save_label_png
+    from fcnlib.viz import overlay
 
     device = pick_device(args.device)
-    model, _ = _model_from_checkpoint(args.checkpoint, device)
+    model, spec = _model_from_checkpoint(args.checkpoint, device)
+    if spec["n_classes"] > 255:  # VOC's palette PNG holds ids 0-254, 255 meaning void
+        raise SystemExit(
+            f"{args.checkpoint} predicts {spec['n_classes']} classes; a VOC palette PNG holds "
+            "at most 255 (ids 0-254); label the images with fcnlib.infer.predict instead"
+        )
+    names = _output_names(args.images)
     images = [load_image(p) for p in args.images]
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for path, image, label in zip(args.images, images, predict(model, images), strict=True):
-        mask, over = (
-            args.out_dir / f"{path.stem}_mask.png",
-            args.out_dir / f"{path.stem}_overlay.png",
-        )
-        save_image(colorize(label).float() / 255, mask)
+    labels = predict(model, images)
+    for path, name, image, label in zip(args.images, names, images, labels, strict=True):
+        mask, over = args.out_dir / f"{name}_mask.png", args.out_dir / f"{name}_overlay.png"
+        save_label_png(label, mask)  # class ids, in VOC's colours
         save_image(overlay(image, label), over)
         print(f"{path} -> {mask}, {over}")
 

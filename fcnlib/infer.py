@@ -19,14 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["load_image", "predict", "to_rgb"]
+__all__ = ["load_image", "predict", "save_label_png", "to_rgb"]
 
 
 def to_rgb(image: torch.Tensor) -> torch.Tensor:
     """Any image tensor as float RGB ``(3, H, W)`` in [0, 1].
 
     Accepts ``(H, W)`` or ``(C, H, W)`` with C = 1 (grey, repeated), 3 (RGB) or 4 (RGBA: the
-    alpha channel is dropped, with a warning); uint8 (0-255) or float (0-1).
+    alpha channel is dropped, with a warning); uint8 (0-255), uint16 (0-65535, as
+    ``torchvision.io.decode_image`` reads 16-bit PNGs) or float (0-1).
     """
     if image.dim() == 2:
         image = image.unsqueeze(0)
@@ -42,8 +43,13 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
         image = image.expand(3, -1, -1)
     if image.dtype == torch.uint8:
         return image.float() / 255
+    if image.dtype == torch.uint16:
+        return image.float() / 65535
     if not image.is_floating_point():
-        raise TypeError(f"expected uint8 or float pixels, got {image.dtype}")
+        raise TypeError(
+            f"expected uint8, uint16 or float pixels (float: RGB in [0, 1]), got {image.dtype}; "
+            "scale other integer images to floats in [0, 1] first"
+        )
     return image.float()
 
 
@@ -51,6 +57,8 @@ def load_image(path: str | Path) -> torch.Tensor:
     """Read an image file (PNG, JPEG, ...) as float RGB ``(3, H, W)`` in [0, 1].
 
     Grey and palette images are converted to RGB; an alpha channel is dropped with a warning.
+    16-bit grey images are scaled by 65535 (16-bit RGB ones PIL reads as 8-bit, correctly
+    scaled); 32-bit integer or float images (TIFF) are refused: their range is unknown.
     """
     import numpy as np
     from PIL import Image
@@ -61,6 +69,15 @@ def load_image(path: str | Path) -> torch.Tensor:
     with Image.open(path) as im:
         if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
             warnings.warn(f"{path.name}: the alpha channel is dropped", stacklevel=2)
+        if im.mode.startswith("I;16"):  # 16-bit grey: convert("RGB") would clip it at 255
+            grey = torch.from_numpy(np.asarray(im).astype(np.float32)) / 65535  # (H, W)
+            return grey.expand(3, -1, -1).contiguous()
+        if im.mode in ("I", "F"):
+            raise ValueError(
+                f"{path}: a {'32-bit integer' if im.mode == 'I' else 'float'} image (PIL mode "
+                f"{im.mode!r}), whose range is unknown; expected 8- or 16-bit pixels. Scale it "
+                "to [0, 1] yourself and pass the tensor to predict()"
+            )
         rgb = np.asarray(im.convert("RGB")).copy()
     return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
 
@@ -108,3 +125,33 @@ def predict(
         return out
     finally:
         model.train(was_training)
+
+
+def save_label_png(label: torch.Tensor, path: str | Path) -> Path:
+    """Write a label map ``(H, W)`` as VOC writes its ``SegmentationClass`` PNGs.
+
+    A palette PNG (PIL mode ``"P"``): each pixel stores its class id (255: void), and the VOC
+    colour map (:func:`fcnlib.viz.voc_palette`) makes it display in the usual colours; read
+    the ids back with ``np.array(Image.open(path))``. Ids must be in [0, 255].
+    """
+    import numpy as np
+    from PIL import Image
+
+    from fcnlib.viz import voc_palette
+
+    label = torch.as_tensor(label)
+    if label.dim() != 2 or label.is_floating_point() or label.is_complex():
+        raise ValueError(
+            f"expected an integer label map (H, W), got dtype {label.dtype} and shape "
+            f"{tuple(label.shape)}; for logits (N, C, H, W) pass logits.argmax(1)[i]"
+        )
+    if label.numel() and (int(label.min()) < 0 or int(label.max()) > 255):
+        raise ValueError(
+            f"a palette PNG holds class ids 0-255, got ids from {int(label.min())} to "
+            f"{int(label.max())}; save labels of more classes with np.save or torch.save"
+        )
+    png = Image.fromarray(label.cpu().numpy().astype(np.uint8))  # mode "L": the ids
+    png.putpalette(voc_palette().numpy().tobytes())  # "L" -> "P": the ids now index colours
+    path = Path(path)
+    png.save(path)
+    return path

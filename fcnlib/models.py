@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 _POOL_NAME = {2: "pool1", 4: "pool2", 8: "pool3", 16: "pool4", 32: "pool5"}
+_STRIDES = (32, 16, 8, 4)  # the output strides an FCN can have: FCN-32s, 16s, 8s, 4s
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,10 +230,15 @@ class FCN(nn.Module):
         full = convolutionalize(classifier)
         trunk, head = full.features, list(full.classifier)
         taps = stage_taps(trunk) if taps is None else taps
-        if stride not in taps or 32 not in taps:
+        # Skips refine in 2x steps from stride 32 (score_pool4 at 16, score_pool3 at 8, one more
+        # at 4), so a stride needs every stage from 32 down to it; 2 would need a pool1 skip.
+        allowed = [s for s in _STRIDES if all(t in taps for t in _STRIDES if t >= s)]
+        if type(stride) is not int or stride not in allowed:  # not 8.0, not True
+            names = ", ".join(f"FCN-{s}s" for s in allowed)
             raise ValueError(
-                f"output stride {stride} is not available: this backbone's stages end at "
-                f"strides {sorted(taps)}; choose one of those"
+                f"output stride {stride!r} is not available: this backbone's stages end at "
+                f"strides {sorted(taps)}, so it takes strides {allowed} ({names}); choose one "
+                "of those"
             )
         self.align, self.stride, self.n_classes = align, stride, n_classes
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -362,7 +368,20 @@ class FCN(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)``, RGB in [0, 1] (then any extra channels) -> what the
         backbone's weights expect: RGB reversed to BGR if ``bgr``, then ``(x - mean) / std``.
-        Extra channels (depth) have mean 0 and std 1: they reach conv1 as given."""
+        Extra channels (depth) have mean 0 and std 1: they reach conv1 as given.
+
+        Integer images (uint8 0-255) are refused: mean and std would be cast to integers,
+        silently wrong (all-NaN logits for ImageNet's mean and std). Float images of another
+        precision than the weights are converted to the weights' dtype, so a float16 or float64
+        batch runs on float32 weights (under ``torch.autocast`` the convolutions still run in
+        the autocast dtype); ``net.double()`` computes in float64 throughout."""
+        if not x.is_floating_point():
+            raise ValueError(
+                f"expected float images, RGB in [0, 1], got dtype {x.dtype}; convert uint8 "
+                "images with x.float() / 255 (other integer types: divide by their maximum), or "
+                "torchvision.transforms.v2.ToDtype(torch.float32, scale=True)"
+            )
+        x = x.to(self.score_fr.weight.dtype)  # a no-op when the dtypes already agree
         if self.bgr:
             x = torch.cat([x[:, :3].flip(1), x[:, 3:]], dim=1)  # RGB -> BGR, extras stay
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)

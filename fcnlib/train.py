@@ -835,6 +835,11 @@ def fit(
     """
     if eval_every < 1:
         raise ValueError(f"eval_every counts epochs and must be >= 1, got {eval_every}")
+    if config.epochs < 1:  # TrainConfig allows 0; training for none would return no history
+        raise ValueError(
+            f"config.epochs must be >= 1 to train, got {config.epochs}; to score a model "
+            "without training it, call evaluate(model, loader, n_classes=...)"
+        )
     device = pick_device(device)
     train_set = _as_dataset(train_data, "train_data")
     val_set = None if val_data is None else _as_dataset(val_data, "val_data")
@@ -992,6 +997,35 @@ def save_checkpoint(
     return atomic_torch_save(state, path)
 
 
+def _unloadable(path: Path, err: Exception) -> str:
+    """Why ``path`` did not load, and what to do: a torch.save file (a zip archive, or a pickle
+    in the legacy format) that fails to load is a damaged checkpoint; anything else (a text
+    file, an image) is the wrong file, and deleting it would be bad advice."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":
+        # torch's own message here (KeyError: 101, or advice to drop weights_only) misleads
+        return (
+            f"{path} is not an fcnlib checkpoint: expected a file written by fcnlib's train "
+            "(python -m fcnlib train, fcnlib.train.fit or save_checkpoint), found a file that "
+            "is not a PyTorch save at all ("
+            + (f"it starts with {head!r}, neither a zip archive nor a pickle" if head else "empty")
+            + "). Check the path and the argument order."
+        )
+    found = f"torch.load failed with {type(err).__name__}: {err}"
+    if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err):
+        return (
+            f"{path} is not an fcnlib checkpoint: it holds Python objects that "
+            "torch.load(weights_only=True) refuses to run (a whole model saved with "
+            "torch.save(model)?); expected a checkpoint written by fcnlib's train (python -m "
+            "fcnlib train, fcnlib.train.fit or save_checkpoint), tensors and plain values only."
+        )
+    return (
+        f"{path} is corrupt or not an fcnlib checkpoint (a truncated write?); {found}. "
+        "Delete it (or call fit with resume=False) to start over, or load another file."
+    )
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -1011,11 +1045,11 @@ def load_checkpoint(
         raise FileNotFoundError(f"no checkpoint at {path.resolve()}; check the path")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as err:
-        raise RuntimeError(
-            f"{path} is corrupt or not an fcnlib checkpoint (a truncated write?): {err}. "
-            f"Delete it (or call fit with resume=False) to start over, or load another file."
-        ) from err
+    except OSError:
+        raise  # unreadable as a file (permissions, ...): the OS's own message names the path
+    # A text file fails with KeyError: 101, other files with anything: all mean 'not this file'.
+    except Exception as err:
+        raise RuntimeError(_unloadable(path, err)) from err
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise RuntimeError(
             f"{path} is not an fcnlib checkpoint (no {_FORMAT!r} marker); was it saved with "

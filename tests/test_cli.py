@@ -125,3 +125,71 @@ def test_bench_options_reach_the_benchmark(capsys):
         and "batch 2" in out
         and "torch.compile" not in out.split("variant")[-1]
     )
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _untrained_checkpoint(path):
+    """A checkpoint as 'train' writes it, without the training (fast)."""
+    from fcnlib.models import fcn
+    from fcnlib.train import recipe, save_checkpoint
+
+    spec = {"backbone": "tiny_vgg", "n_classes": 7, "stride": 32, "align": "same"}
+    model = fcn("tiny_vgg", n_classes=7, stride=32, pretrained=False)
+    save_checkpoint(path, model=model, epoch=1, step=1, config=recipe("fast"), history=[],
+                    extra={"model": spec})  # fmt: skip
+    return path
+
+
+def test_zero_epochs_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import fcnlib.train
+
+    monkeypatch.setattr(fcnlib.train, "fit", lambda *a, **k: pytest.fail("fit was called"))
+    ckpt = tmp_path / "fcn.pt"
+    for epochs in ("0", "-3"):
+        with pytest.raises(SystemExit):
+            main(["train", "--epochs", epochs, "--checkpoint", str(ckpt), *TINY])
+        assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert not ckpt.exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_a_text_file_as_checkpoint_says_what_was_expected(tmp_path, command):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, these are my notes\n")  # torch.load: KeyError: 101
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    args = [str(image), "--out-dir", str(tmp_path)] if command == "predict" else []
+    with pytest.raises(
+        RuntimeError, match=r"notes\.txt is not an fcnlib checkpoint.*fcnlib's train"
+    ):
+        main([command, str(notes), *args, "--device", "cpu"])
+
+
+def test_predict_gives_every_input_its_own_outputs(tmp_path, capsys):
+    import numpy as np
+
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    inputs = [tmp_path / "a" / "good.jpg", tmp_path / "a" / "good.png", tmp_path / "b" / "good.png",
+              tmp_path / "a" / "other.png"]  # fmt: skip
+    for i, path in enumerate(inputs):
+        Image.new("RGB", (12 + i, 9), (40 * i, 0, 0)).save(path)  # sizes tell them apart
+    Image.fromarray(np.full((9, 15), 40000, np.uint16)).save(inputs[-1])  # 16-bit grey
+    out = tmp_path / "out"
+    main(["predict", str(ckpt), *map(str, inputs), "--out-dir", str(out), "--device", "cpu"])
+    names = ["good_jpg", "good_png_2", "good_png_3", "other"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{n}_{kind}.png" for n in names for kind in ("mask", "overlay")
+    )
+    for i, name in enumerate(names):
+        mask = Image.open(out / f"{name}_mask.png")
+        assert mask.mode == "P" and mask.size == (12 + i, 9)  # class ids, VOC's palette
+        assert np.array(mask).max() < 7
+        assert Image.open(out / f"{name}_overlay.png").size == (12 + i, 9)
+    assert capsys.readouterr().out.count(" -> ") == 4
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    assert "photo_jpg_mask.png" in " ".join(capsys.readouterr().out.split())  # documented

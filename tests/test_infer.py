@@ -53,3 +53,48 @@ def test_load_image_round_trip(tmp_path):
     torch.testing.assert_close(image, rgba[:3].float() / 255)
     with pytest.raises(FileNotFoundError, match="no image"):
         load_image(tmp_path / "missing.png")
+
+
+def _write_png16_grey(path, values):
+    """A 16-bit grey PNG, as scanners and medical/depth cameras write them."""
+    import numpy as np
+
+    Image.fromarray(np.asarray(values, dtype=np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+
+
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    values = [[0, 257, 30000], [40000, 65535, 1000]]
+    _write_png16_grey(tmp_path / "g16.png", values)
+    image = load_image(tmp_path / "g16.png")
+    expected = torch.tensor(values, dtype=torch.float32) / 65535
+    assert image.shape == (3, 2, 3) and image.dtype == torch.float32
+    torch.testing.assert_close(image, expected.expand(3, -1, -1))  # was clipped to 255/255
+    uint16 = torch.tensor(values, dtype=torch.int32).to(torch.uint16)  # decode_image's dtype
+    torch.testing.assert_close(to_rgb(uint16), expected.expand(3, -1, -1))
+
+
+def test_images_of_unknown_range_are_refused(tmp_path):
+    Image.fromarray(torch.rand(4, 5).numpy() * 7).save(tmp_path / "f.tiff")  # mode "F"
+    with pytest.raises(ValueError, match=r"f\.tiff.*range is unknown.*8- or 16-bit"):
+        load_image(tmp_path / "f.tiff")
+    with pytest.raises(TypeError, match="uint8, uint16 or float"):
+        to_rgb(torch.ones(3, 4, 5, dtype=torch.int32))
+
+
+def test_label_png_is_a_voc_palette_png(tmp_path):
+    import numpy as np
+
+    from fcnlib.infer import save_label_png
+    from fcnlib.viz import voc_palette
+
+    label = torch.tensor([[0, 1, 2], [15, 20, 255]])
+    save_label_png(label, tmp_path / "l.png")
+    png = Image.open(tmp_path / "l.png")
+    assert png.mode == "P"
+    assert np.array(png).tolist() == label.tolist()  # the class ids themselves
+    assert png.getpalette()[: 3 * 256] == voc_palette().flatten().tolist()
+    with pytest.raises(ValueError, match="0-255"):
+        save_label_png(torch.tensor([[0, 300]]), tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"argmax\(1\)"):
+        save_label_png(torch.rand(2, 3), tmp_path / "x.png")

@@ -541,3 +541,51 @@ def test_init_from_loads_fcn32s_weights_into_a_dilated_net():
     x = torch.rand(1, 3, 50, 70)
     with torch.no_grad():
         assert_close(fresh(x), dilate_to_stride(trained).eval()(x), rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad inputs: refused by name, or converted; never a silent wrong result
+# ----------------------------------------------------------------------------------------------
+
+
+def test_integer_images_are_refused_with_how_to_convert():
+    # ImageNet's mean and std, as on the torchvision backbones: in uint8 they became 0 (NaNs)
+    net = FCN(build_classifier("tiny_vgg"), n_classes=3, stride=8,
+              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)).eval()  # fmt: skip
+    image = torch.randint(0, 256, (1, 3, 24, 24), dtype=torch.uint8)
+    for x in (image, image.long()):
+        with pytest.raises(ValueError, match=r"float images, RGB in \[0, 1\].*x\.float\(\) / 255"):
+            net(x)
+    with torch.no_grad():
+        assert net(image.float() / 255).isfinite().all()
+
+
+def test_other_float_precisions_run_in_the_weights_dtype():
+    torch.manual_seed(0)
+    net = _trained_like(fcn8s("tiny_vgg", n_classes=3)).eval()
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        reference = net(x)
+        for dtype in (torch.float16, torch.bfloat16, torch.float64):  # crashed in conv1 before
+            out = net(x.to(dtype))
+            assert out.dtype == torch.float32
+            assert_close(out, net(x.to(dtype).float()), rtol=0, atol=0)  # just a cast first
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # convs still in the autocast dtype
+            assert net(x.double()).dtype == torch.bfloat16
+        net64 = net.double()  # float64 throughout, for identity checks
+        out64 = net64(x.double())
+        assert out64.dtype == torch.float64 and net64.mean.dtype == torch.float64
+        assert_close(out64.float(), reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [2, 1, 64, 8.0, True])
+def test_unsupported_strides_are_a_value_error_naming_the_allowed_ones(stride):
+    with pytest.raises(ValueError, match=r"takes strides \[32, 16, 8, 4\]"):
+        fcn("tiny_vgg", stride=stride)
+
+
+def test_strides_follow_the_backbones_stages():
+    with pytest.raises(
+        ValueError, match=r"takes strides \[32, 16, 8\] \(FCN-32s, FCN-16s, FCN-8s\)"
+    ):
+        fcn("googlenet", stride=4)  # its first stage ends at stride 8

@@ -632,3 +632,33 @@ def test_a_model_left_on_another_device_is_named_not_crashed_into():
     optimizer = torch.optim.SGD(nn.Conv2d(3, 2, 1).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="weights are on meta"):
         train_one_epoch(net, batches, optimizer, config=TrainConfig(), device="cpu", progress=False)
+
+
+def test_fit_refuses_zero_epochs_before_any_work(tmp_path):
+    data = (torch.rand(2, 3, 8, 8), torch.randint(0, 2, (2, 8, 8)))
+    with pytest.raises(ValueError, match=r"config\.epochs must be >= 1.*evaluate"):
+        fit(TinyFCN(), data, config=tiny_config(epochs=0), n_classes=N_CLASSES,
+            checkpoint=tmp_path / "c.pt", progress=False)  # fmt: skip
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_non_checkpoint_files_name_the_path_and_what_was_expected(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, these are my notes\n")  # torch.load alone: KeyError: 101
+    with pytest.raises(
+        RuntimeError, match=r"notes\.txt is not an fcnlib checkpoint.*fcnlib's train"
+    ):
+        load_checkpoint(notes)
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # torch.load: "drop weights_only"
+    with pytest.raises(RuntimeError, match="not a PyTorch save at all") as info:
+        load_checkpoint(image)
+    assert "weights_only" not in str(info.value)  # no advice to load untrusted pickles
+    torch.save(nn.Linear(2, 2), tmp_path / "whole_model.pt")  # pickled classes
+    with pytest.raises(
+        RuntimeError, match=r"whole_model\.pt is not an fcnlib checkpoint.*torch\.save\(model\)"
+    ):
+        load_checkpoint(tmp_path / "whole_model.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match=r"empty\.pt is not an fcnlib checkpoint"):
+        load_checkpoint(tmp_path / "empty.pt")

@@ -13,24 +13,48 @@
   ``model.train()`` (no optimizer step); *infer* times the forward pass alone, ``model.eval()``
   under ``torch.inference_mode()``. On CUDA (``cudnn.benchmark`` on, synchronized timing) two
   more columns give each variant's peak ``torch.cuda.max_memory_allocated``.
+* ``pipeline``: where the time of a full-scale training run goes, on SBD-format images written
+  by :func:`fcnlib.voc.write_fake_sbd` (``--root DIR`` keeps them, or reads SBD found there):
+  the DataLoader alone for several ``--workers`` counts, the CPU cost of one item, the training
+  step alone on a batch already on the device, the real loop (``train_one_epoch`` over the
+  DataLoader) and its ratio to the step, then the official staged schedule's wall time at those
+  rates; on CUDA also the step's peak memory, first steps and steady state. Paper sizes on a
+  GPU (375 x 500 images, crop 500, VGG16); small ones on a CPU (120 x 160, crop 160,
+  ``tiny_vgg``). Each timed window holds as many steps as take about half a second (1 to 50),
+  so a run stays short on a slow or busy machine (under a minute on a busy 2-core CPU).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
+import os
 import platform
+import shutil
+import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import islice
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from fcnlib.data import ShapesDataset
 
-__all__ = ["bench_data", "bench_dense", "bench_stitch", "bench_throughput", "timeit"]
+__all__ = [
+    "OFFICIAL_SCHEDULE",
+    "bench_data",
+    "bench_dense",
+    "bench_pipeline",
+    "bench_stitch",
+    "bench_throughput",
+    "timeit",
+]
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 3, warmup: int = 1) -> float:
@@ -313,6 +337,466 @@ def _print_throughput(results: dict, *, cuda: bool) -> None:
         print(line)
 
 
+# The official heavy recipe (the paper's authors' solve.py for voc-fcn32s, -16s and -8s):
+# each stage runs ``solver.step(4000)`` 25 times, 100,000 iterations of one image each.
+OFFICIAL_SCHEDULE = {
+    "stages": ("FCN-32s", "FCN-16s", "FCN-8s"),
+    "iterations_per_stage": 100_000,
+    "batch_size": 1,
+}
+
+
+_WINDOW_S = 0.5  # seconds of steps per timed window when bench_pipeline chooses the steps
+
+
+def _cpu_cores() -> int:
+    """The cores this process may run on (the affinity mask, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _default_workers(cores: int) -> tuple[int, ...]:
+    """0, then 2, 4, 8, ... up to ``cores``, and ``cores`` itself: (0, 2) on two cores."""
+    counts, w = [0], 2
+    while w <= cores:
+        counts.append(w)
+        w *= 2
+    if cores > 1 and counts[-1] != cores:
+        counts.append(cores)
+    return tuple(counts)
+
+
+def _pipeline_defaults(device: torch.device) -> dict:
+    if device.type == "cuda":  # the paper's sizes
+        return {"images": 128, "size": 500, "crop": 500, "backbone": "vgg16",
+                "channels_last": True}  # fmt: skip
+    # a CPU: small enough that the whole benchmark runs in seconds
+    return {"images": 64, "size": 160, "crop": 160, "backbone": "tiny_vgg",
+            "channels_last": False}  # fmt: skip
+
+
+def _image_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """(H, W): a pair as given; one number is the width, the height 3/4 of it as most VOC
+    images (500: 375 x 500)."""
+    if isinstance(size, int):
+        h, w = round(0.75 * size), size
+    else:
+        h, w = (int(s) for s in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return h, w
+
+
+def _median_rate(windows: list[float]) -> float:
+    return float(statistics.median(windows))
+
+
+def bench_pipeline(
+    *,
+    root: str | os.PathLike | None = None,
+    images: int | None = None,
+    size: int | Sequence[int] | None = None,
+    crop: int | None = None,
+    batch_size: int = 1,
+    workers: Sequence[int] | None = None,
+    steps: int | None = None,
+    windows: int = 3,
+    device: str = "auto",
+    backbone: str | None = None,
+    amp: str = "auto",
+    channels_last: bool | None = None,
+    n_classes: int = 21,
+    verbose: bool = False,
+) -> dict:
+    """Where the time of a full-scale training run goes: loader, step, the two together.
+
+    SBD-format training images (JPEG + ``.mat`` labels, :func:`fcnlib.voc.write_fake_sbd`) are
+    read through :class:`fcnlib.voc.SBDSegmentation` with the paper's training transform
+    (:func:`fcnlib.voc.train_transform` as :func:`fcnlib.voc.paper_datasets` sets it: random
+    mirror and crop, no rescaling). The net is FCN-8s with random weights, trained with the
+    official heavy recipe's optimizer (:func:`fcnlib.train.stage_recipe`: SGD, momentum 0.99,
+    summed loss) and the given ``amp`` / ``channels_last``, set up as :func:`fcnlib.train.fit`
+    does (``prepare_model``, ``make_optimizer``, ``make_grad_scaler``). Every rate is images/s
+    in the steady state: the median of ``windows`` timed windows of ``steps`` batches each,
+    after a warm-up (a window for the step alone; a window plus two batches per worker for the
+    loader alone, whose windows hold at least 10 batches; two batches per worker, at least
+    two, for the loop, whose model is warm by then). On CUDA the clock is read after
+    ``torch.cuda.synchronize``.
+
+    * ``loader``: the DataLoader alone, for each worker count, built by ``fcnlib.train._loader``
+      as ``fit`` builds it (``pin_memory`` on CUDA); its batches are only fetched. One
+      iterator lives through warm-up and windows (a sampler that repeats the images), so no
+      worker restarts inside the timing.
+    * ``item_ms``: the median time of ``dataset[i]`` in this process on one thread: the CPU cost
+      of one training image; ``1000 / item_ms`` images/s is what one core can feed.
+    * ``step``: the training step alone (forward, loss, backward, optimizer step: the body of
+      :func:`fcnlib.train.train_one_epoch`, which runs it) on one fixed batch already on the
+      device.
+    * ``loop``: ``train_one_epoch`` over the DataLoader, for each worker count;
+      ``loop_over_step`` is its ratio to ``step`` (0.93: the loop waits 7 % of the time).
+    * ``projection``: hours of :data:`OFFICIAL_SCHEDULE` (3 stages x 100,000 iterations at
+      batch 1 = 300,000 images) at the best loop rate and at the step-alone rate, assuming the
+      rate measured here (this batch size and crop) holds for the schedule.
+    * ``memory`` (CUDA only): ``torch.cuda.max_memory_allocated`` of the step (weights,
+      gradients, optimizer state and the batch included) over the warm-up window, whose first
+      step includes cuDNN's autotuning workspace (``cudnn.benchmark`` tries algorithms with
+      large scratch buffers), and over the timed windows (reset after the warm-up).
+
+    Args:
+        root: a directory holding SBD (real or fake: used as found, nothing written over it);
+            if it holds none, the fake images are written there and kept. ``None``: a fresh
+            temporary directory, removed at the end.
+        images: how many fake training images to write (default 128 on CUDA, else 64).
+        size: the fake images' (H, W), or their width with the height 3/4 of it (default 500,
+            i.e. 375 x 500, on CUDA; else 160, i.e. 120 x 160).
+        crop: the random training crop's side (default 500 on CUDA, else 160): as the paper's
+            500, at least the images' sides, so every image is kept whole and padded.
+        batch_size: images per step (the official recipe's is 1).
+        workers: DataLoader worker counts to measure (default: 0, then 2, 4, 8, ... up to the
+            CPU cores this process may use).
+        steps: batches per timed window; ``None``: as many as take about half a second in the
+            step alone (1 to 50), timed after one warm-up step, so a slow or busy machine
+            still finishes soon.
+        windows: timed windows per rate (the median counts).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        backbone: a key of :data:`fcnlib.backbones.BACKBONES` (default ``"vgg16"`` on CUDA,
+            else ``"tiny_vgg"``).
+        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"off"`` (:func:`fcnlib.train.resolve_amp`).
+        channels_last: NHWC layout (default: on CUDA only).
+        n_classes: output classes (VOC's 21).
+        verbose: print one line per measurement as it is made.
+
+    Returns:
+        ``{"machine", "data", "config", "loader", "loader_windows", "item_ms", "step",
+        "step_windows", "loop", "loop_windows", "loop_over_step", "projection", "memory"}``;
+        ``loader``, ``loop`` and ``loop_over_step`` map a worker count to a number,
+        ``memory`` is ``None`` off CUDA.
+    """
+    from fcnlib import voc
+    from fcnlib.config import describe_device, pick_device
+    from fcnlib.models import fcn
+    from fcnlib.train import (
+        _collate,
+        _loader,
+        make_grad_scaler,
+        make_optimizer,
+        prepare_model,
+        resolve_amp,
+        stage_recipe,
+        train_one_epoch,
+    )
+
+    dev = pick_device(device)
+    cuda = dev.type == "cuda"
+    defaults = _pipeline_defaults(dev)
+    cores = _cpu_cores()
+    images = defaults["images"] if images is None else int(images)
+    h, w = _image_size(defaults["size"] if size is None else size)
+    crop = defaults["crop"] if crop is None else int(crop)
+    steps = None if steps is None else int(steps)
+    backbone = backbone or defaults["backbone"]
+    channels_last = defaults["channels_last"] if channels_last is None else bool(channels_last)
+    workers = _default_workers(cores) if workers is None else tuple(int(n) for n in workers)
+    for name, value in (
+        ("images", images),
+        ("crop", crop),
+        ("batch_size", batch_size),
+        ("steps", 1 if steps is None else steps),
+        ("windows", windows),
+    ):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if not workers or min(workers) < 0:
+        raise ValueError(f"workers must be one or more counts >= 0, got {workers!r}")
+    say = print if verbose else (lambda *_: None)
+
+    base = stage_recipe(
+        "heavy",
+        backbone=backbone,
+        stride=8,
+        staged=True,
+        batch_size=batch_size,
+        amp=amp,
+        channels_last=channels_last,
+    )
+    amp_dtype = resolve_amp(dev, amp)
+    precision = "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+    out: dict = {
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": cores,
+            "device": describe_device(dev),
+            "torch": torch.__version__,
+        },
+        "config": {
+            "backbone": backbone,
+            "model": "fcn8s",
+            "n_classes": n_classes,
+            "batch_size": batch_size,
+            "crop": crop,
+            "steps": steps,
+            "windows": windows,
+            "amp": amp,
+            "precision": precision,
+            "channels_last": channels_last,
+            "workers": list(workers),
+            "optimizer": base.optimizer,
+            "momentum": base.momentum,
+            "loss_reduction": base.loss_reduction,
+        },
+        "memory": None,
+    }
+
+    temporary = root is None
+    where = Path(tempfile.mkdtemp(prefix="fcnlib-pipeline-") if temporary else root)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    try:
+        t0 = time.perf_counter()
+        try:
+            plain = voc.SBDSegmentation("train", root=where)
+            written = False
+        except voc.DatasetNotFoundError:
+            voc.write_fake_sbd(where, n_train=images, n_val=0, size=(h, w))
+            plain, written = voc.SBDSegmentation("train", root=where), True
+        h, w = plain[0][0].shape[-2:]  # as found (SBD images differ: the first one's)
+        ds = voc.SBDSegmentation(
+            "train", root=where, transforms=voc.train_transform(crop, None, mirror=True)
+        )
+        out["data"] = {
+            "root": str(where),
+            "written": written,
+            "removed": temporary,
+            "images": len(ds),
+            "size": (int(h), int(w)),
+            "seconds_to_write": time.perf_counter() - t0 if written else 0.0,
+        }
+        say(
+            f"{len(ds)} SBD-format training images of {h} x {w} "
+            + (
+                f"written to {where} in {time.perf_counter() - t0:.1f} s"
+                if written
+                else f"found in {where}"
+            )
+            + ("; removed at the end" if temporary else "")
+            + f"; crop {crop}, random mirror; batch {batch_size}"
+        )
+        reduction = "summed" if base.loss_reduction == "sum" else "mean"
+        say(
+            f"FCN-8s ({backbone}, random weights, {n_classes} classes), heavy recipe's optimizer "
+            f"(SGD, momentum {base.momentum}, {reduction} loss); amp {amp!r} -> "
+            f"{precision}, channels_last {'on' if channels_last else 'off'}; "
+            f"{cores} CPU cores available"
+        )
+
+        def loader_for(n_workers: int, n_batches: int, seed: int):
+            config = base.replace(num_workers=n_workers)
+            gen = torch.Generator().manual_seed(seed)
+            sampler = RandomSampler(ds, num_samples=n_batches * batch_size, generator=gen)
+            return _loader(ds, config, dev, seed=seed, shuffle=True, sampler=sampler)
+
+        # the CPU cost of one item, in this process, on one thread
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            n_items = min(len(ds), 32)
+            ds[0]
+            times = []
+            for i in range(n_items):
+                t0 = time.perf_counter()
+                ds[i]
+                times.append(time.perf_counter() - t0)
+        finally:
+            torch.set_num_threads(threads)
+        out["item_ms"] = item_ms = 1000 * statistics.median(times)
+        say(
+            f"one item (dataset[i] in this process on 1 thread, median of {n_items}): "
+            f"{item_ms:.2f} ms of CPU, so one core feeds {1000 / item_ms:.0f} images/s"
+        )
+
+        # (b) the step alone, on one batch already on the device
+        model = fcn(backbone, n_classes=n_classes, stride=8, pretrained=False, progress=False)
+        runner = prepare_model(model, config=base, device=dev)
+        optimizer = make_optimizer(model, base)
+        scaler = make_grad_scaler(dev, amp)
+        x, y = _collate([ds[i % len(ds)] for i in range(batch_size)])
+        x, y = x.to(dev), y.to(dev)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def train(batches) -> None:
+            train_one_epoch(
+                runner, batches, optimizer, config=base, device=dev, scaler=scaler, progress=False
+            )
+
+        if cuda:
+            _sync(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+        train([(x, y)])  # cuDNN autotunes on the first step
+        _sync(dev)
+        t0 = time.perf_counter()
+        train([(x, y)])
+        _sync(dev)
+        one_step = time.perf_counter() - t0
+        chosen = steps is None
+        if chosen:  # a timed window of about WINDOW_S seconds, 1 to 50 steps
+            steps = max(1, min(50, math.ceil(_WINDOW_S / max(one_step, 1e-6))))
+        out["config"]["steps"] = steps
+        say(
+            f"images/s: median of {windows} timed windows of {steps} batch"
+            + ("es" if steps > 1 else "")
+            + (f" (about {_WINDOW_S} s of steps each)" if chosen else "")
+            + ", after a warm-up"
+            + (" (clock read after torch.cuda.synchronize)" if cuda else "")
+        )
+        train([(x, y)] * max(0, steps - 2))  # the rest of a warm-up window
+        _sync(dev)
+        if cuda:
+            first_peak = torch.cuda.max_memory_allocated(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+        rates = []
+        for _ in range(windows):
+            t0 = time.perf_counter()
+            train([(x, y)] * steps)
+            _sync(dev)
+            rates.append(steps * batch_size / (time.perf_counter() - t0))
+        out["step_windows"], out["step"] = rates, _median_rate(rates)
+        step_rate = out["step"]
+        say(
+            f"step alone (forward + loss + backward + SGD step on one batch already on "
+            f"{dev.type}): {step_rate:.1f} images/s"
+        )
+        if cuda:
+            steady_peak = torch.cuda.max_memory_allocated(dev)
+            out["memory"] = {"first_peak_bytes": first_peak, "steady_peak_bytes": steady_peak}
+            say(
+                f"step memory (max_memory_allocated: weights, gradients, optimizer state, "
+                f"batch):\n  {first_peak / 2**30:8.2f} GiB first steps (the warm-up window; "
+                f"its first step holds cuDNN's autotuning workspace: cudnn.benchmark tries\n"
+                f"{'':14s}algorithms with large scratch buffers, freed afterwards)\n"
+                f"  {steady_peak / 2**30:8.2f} GiB steady state (peak reset after the warm-up,"
+                f" then the timed windows)"
+            )
+        del x, y
+
+        # (a) the loader alone
+        out["loader"], out["loader_windows"] = {}, {}
+        # batches are cheap next to steps: windows of at least 10, so none is one queue pop
+        batches = max(steps, 10)
+        out["config"]["loader_batches"] = batches
+        say(
+            f"loader alone (a DataLoader as fit builds it, pin_memory {'on' if cuda else 'off'}; "
+            f"batches fetched, nothing else; windows of {batches} batches):"
+        )
+        for n_workers in workers:
+            warm = batches + 2 * n_workers  # two batches in flight per worker (prefetch)
+            it = iter(loader_for(n_workers, warm + windows * batches, seed=n_workers))
+            for _ in range(warm):
+                next(it)
+            rates = []
+            for _ in range(windows):
+                t0 = time.perf_counter()
+                for _ in range(batches):
+                    next(it)
+                rates.append(batches * batch_size / (time.perf_counter() - t0))
+            del it  # shuts the workers down
+            out["loader_windows"][n_workers] = rates
+            out["loader"][n_workers] = rate = _median_rate(rates)
+            say(f"  {n_workers:2d} workers: {rate:8.1f} images/s")
+
+        # (c) the two together: the real loop over the DataLoader
+        out["loop"], out["loop_windows"], out["loop_over_step"] = {}, {}, {}
+        say("loop (train_one_epoch over the DataLoader):")
+        for n_workers in workers:
+            warm = max(2, 2 * n_workers)  # the model is warm; the workers start and fill up
+            it = iter(loader_for(n_workers, warm + windows * steps, seed=100 + n_workers))
+            train(islice(it, warm))
+            _sync(dev)
+            rates = []
+            for _ in range(windows):
+                t0 = time.perf_counter()
+                train(islice(it, steps))
+                _sync(dev)
+                rates.append(steps * batch_size / (time.perf_counter() - t0))
+            del it
+            out["loop_windows"][n_workers] = rates
+            out["loop"][n_workers] = rate = _median_rate(rates)
+            out["loop_over_step"][n_workers] = ratio = rate / step_rate
+            waits = (
+                f"the loop waits {100 * (1 - ratio):.0f}% of the time"
+                if ratio < 1
+                else "no wait measurable"
+            )
+            say(
+                f"  {n_workers:2d} workers: {rate:8.1f} images/s, loop / step = {ratio:.2f}: "
+                + waits
+            )
+
+        # (d) the projection
+        best = max(out["loop"], key=lambda n: (out["loop"][n], -n))
+        n_images = (
+            len(OFFICIAL_SCHEDULE["stages"])
+            * OFFICIAL_SCHEDULE["iterations_per_stage"]
+            * OFFICIAL_SCHEDULE["batch_size"]
+        )
+        sbd_train = voc.SPLIT_SIZES["sbd"]["train"]
+        out["projection"] = proj = {
+            **OFFICIAL_SCHEDULE,
+            "images": n_images,
+            "sbd_train": sbd_train,
+            "epochs": n_images / sbd_train,
+            "loop_workers": best,
+            "loop_rate": out["loop"][best],
+            "step_rate": step_rate,
+            "hours_loop": n_images / out["loop"][best] / 3600,
+            "hours_step": n_images / step_rate / 3600,
+        }
+        say(
+            f"projection, the official heavy recipe's schedule (the authors' solve.py): "
+            f"{' -> '.join(OFFICIAL_SCHEDULE['stages'])},\n  100,000 iterations per stage at "
+            f"batch 1 = {n_images:,} images ({proj['epochs']:.1f} passes over SBD train's "
+            f"{sbd_train:,}),\n  at the rates above (batch {batch_size}, crop {crop}):"
+        )
+        say(
+            f"  {proj['hours_loop']:8.1f} h at the loop's {proj['loop_rate']:.1f} images/s "
+            f"({best} workers)"
+        )
+        say(f"  {proj['hours_step']:8.1f} h at the step-alone {step_rate:.1f} images/s")
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        if temporary:
+            shutil.rmtree(where, ignore_errors=True)
+    return out
+
+
+def _positive(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a whole number, got {text!r}"
+            ) from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    """'0,2,4' -> (0, 2, 4): DataLoader worker counts, each >= 0."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(
+            f"--workers takes counts >= 0 separated by commas, e.g. 0,2,4; got {text!r}"
+        )
+    return counts
+
+
 def main(argv: list[str] | None = None) -> None:
     from fcnlib.backbones import BACKBONES
 
@@ -322,15 +806,30 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "what", nargs="?", default="data", choices=["data", "dense", "stitch", "throughput", "all"]
+        "what",
+        nargs="?",
+        default="data",
+        choices=["data", "dense", "stitch", "throughput", "pipeline", "all"],
+        help="'all': data, dense, stitch and throughput (not pipeline)",
     )
-    parser.add_argument("--size", type=int, help="image side in pixels")
     parser.add_argument(
-        "--batch-size", type=int, help="for 'data' (default 32) and 'throughput' (default 1)"
+        "--size",
+        type=int,
+        help="image side in pixels; for 'pipeline' the fake images' width, their height 3/4 of "
+        "it (default 500, i.e. 375 x 500, on CUDA; else 160)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="for 'data' (default 32), 'throughput' and 'pipeline' (default 1, the official "
+        "heavy recipe's)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--backbone", default="vgg16", choices=sorted(BACKBONES), help="for 'throughput'"
+        "--backbone",
+        choices=sorted(BACKBONES),
+        help="for 'throughput' (default vgg16) and 'pipeline' (default vgg16 on CUDA, else "
+        "tiny_vgg)",
     )
     parser.add_argument(
         "--mode", default="both", choices=["train", "infer", "both"], help="for 'throughput'"
@@ -339,6 +838,43 @@ def main(argv: list[str] | None = None) -> None:
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="for 'throughput': add the torch.compile variant (default: on CUDA only)",
+    )
+    pipe = parser.add_argument_group("pipeline")
+    pipe.add_argument(
+        "--root",
+        type=Path,
+        help="a directory with SBD (used as found) or where to write the fake images and keep "
+        "them (default: a temporary directory, removed at the end)",
+    )
+    pipe.add_argument(
+        "--images", type=_positive("--images"), help="fake images to write (default 128 on "
+        "CUDA, else 64)"
+    )  # fmt: skip
+    pipe.add_argument(
+        "--crop", type=_positive("--crop"), help="random crop side (default 500 on CUDA, else 160)"
+    )
+    pipe.add_argument(
+        "--workers",
+        type=_worker_counts,
+        help="DataLoader worker counts to measure, e.g. 0,2,4 (default: 0, 2, 4, 8, ... up to "
+        "the CPU cores)",
+    )
+    pipe.add_argument(
+        "--steps",
+        type=_positive("--steps"),
+        help="batches per timed window (default: as many as take about 0.5 s in the step alone, "
+        "1 to 50); the median of 3 windows counts",
+    )
+    pipe.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "fp16", "off"],
+        default="auto",
+        help="mixed precision (fcnlib.train.resolve_amp; default auto)",
+    )
+    pipe.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout (default: on CUDA only)",
     )
     args = parser.parse_args(argv)
     from fcnlib.config import describe_device, pick_device
@@ -371,7 +907,7 @@ def main(argv: list[str] | None = None) -> None:
     if "throughput" in todo:
         size, batch_size, repeat = args.size or 500, args.batch_size or 1, 2
         print(
-            f"FCN-8s ({args.backbone}, random weights, 21 classes) at {size}x{size}, "
+            f"FCN-8s ({args.backbone or 'vgg16'}, random weights, 21 classes) at {size}x{size}, "
             f"batch {batch_size}:\n"
             f"  images/s = batch / best of {repeat} timed calls, after 1 warm-up call "
             "(3 for torch.compile)\n"
@@ -386,7 +922,7 @@ def main(argv: list[str] | None = None) -> None:
                 "included), reset per variant and column"
             )
         results = bench_throughput(
-            backbone=args.backbone,
+            backbone=args.backbone or "vgg16",
             size=size,
             batch_size=batch_size,
             device=args.device,
@@ -395,6 +931,21 @@ def main(argv: list[str] | None = None) -> None:
             repeat=repeat,
         )
         _print_throughput(results, cuda=cuda)
+    if "pipeline" in todo:
+        bench_pipeline(
+            root=args.root,
+            images=args.images,
+            size=args.size,
+            crop=args.crop,
+            batch_size=args.batch_size or 1,
+            workers=args.workers,
+            steps=args.steps,
+            device=args.device,
+            backbone=args.backbone,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            verbose=True,
+        )
 
 
 if __name__ == "__main__":

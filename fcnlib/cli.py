@@ -149,17 +149,72 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print benchmark numbers; see fcnlib.bench.",
     )
     be.add_argument(
-        "what", nargs="?", default="data", choices=["data", "dense", "stitch", "throughput", "all"]
+        "what",
+        nargs="?",
+        default="data",
+        choices=["data", "dense", "stitch", "throughput", "pipeline", "all"],
+        help="'pipeline': where a full-scale training run's time goes (loader, step, both); "
+        "'all': data, dense, stitch and throughput",
     )
     be.add_argument("--device", default="auto")
-    be.add_argument("--size", type=int, help="image side (default depends on the benchmark)")
-    be.add_argument("--batch-size", type=int, help="default: 32 for 'data', 1 for 'throughput'")
-    be.add_argument("--backbone", help="'throughput': the FCN-8s backbone (default vgg16)")
+    be.add_argument(
+        "--size",
+        type=int,
+        help="image side (default depends on the benchmark); 'pipeline': the fake images' "
+        "width, their height 3/4 of it (500: 375 x 500)",
+    )
+    be.add_argument(
+        "--batch-size", type=int, help="default: 32 for 'data', 1 for 'throughput' and 'pipeline'"
+    )
+    be.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        help="the FCN-8s backbone of 'throughput' (default vgg16) and 'pipeline' (default "
+        "vgg16 on CUDA, else tiny_vgg)",
+    )
     be.add_argument("--mode", choices=["train", "infer", "both"], help="'throughput' columns")
     be.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
         help="'throughput': add a torch.compile variant (default: on CUDA only)",
+    )
+    pipe = be.add_argument_group("pipeline (defaults: paper sizes on CUDA, small on a CPU)")
+    pipe.add_argument(
+        "--root",
+        type=Path,
+        help="a directory with SBD (used as found, real or fake) or where to write the fake "
+        "images and keep them; default: a temporary directory, removed at the end",
+    )
+    pipe.add_argument(
+        "--images",
+        type=_at_least_one("--images"),
+        help="fake training images to write (default 128 on CUDA, else 64)",
+    )
+    pipe.add_argument(
+        "--crop",
+        type=_at_least_one("--crop"),
+        help="random training crop side (default 500 on CUDA, else 160)",
+    )
+    pipe.add_argument(
+        "--workers",
+        type=_worker_counts,
+        metavar="N,N,...",
+        help="DataLoader worker counts to measure, e.g. 0,2,4 (default: 0, 2, 4, 8, ... up to "
+        "the CPU cores)",
+    )
+    pipe.add_argument(
+        "--steps",
+        type=_at_least_one("--steps"),
+        help="batches per timed window (default: as many as take about 0.5 s in the step alone, "
+        "1 to 50); the median of 3 windows counts",
+    )
+    pipe.add_argument(
+        "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision (default auto)"
+    )
+    pipe.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout (default: on CUDA only)",
     )
 
     da = sub.add_parser(
@@ -189,6 +244,13 @@ def _at_least_one(flag: str):
         return value
 
     return parse
+
+
+def _worker_counts(text: str) -> str:
+    """'bench --workers': the counts checked (each >= 0), as '0,2,4' for fcnlib.bench."""
+    from fcnlib.bench import _worker_counts as parse
+
+    return ",".join(map(str, parse(text)))
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -390,11 +452,15 @@ def _bench(args: argparse.Namespace) -> None:
     from fcnlib import bench
 
     argv = [args.what, "--device", args.device]
-    for name in ("size", "batch_size", "backbone", "mode"):
+    names = ("size", "batch_size", "backbone", "mode", "root", "images", "crop", "workers",
+             "steps", "amp")  # fmt: skip
+    for name in names:
         if getattr(args, name) is not None:
             argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    if args.compile is not None:
-        argv.append("--compile" if args.compile else "--no-compile")
+    for name in ("compile", "channels_last"):
+        if getattr(args, name) is not None:
+            flag = name.replace("_", "-")
+            argv.append(f"--{flag}" if getattr(args, name) else f"--no-{flag}")
     bench.main(argv)
 
 

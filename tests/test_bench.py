@@ -70,3 +70,82 @@ def test_cli_throughput_prints_both_columns(capsys, light):
     for row in rows:
         train, infer = map(float, row.split()[-2:])
         assert train > 0 and infer > 0
+
+
+PIPELINE = {"images": 8, "size": (64, 64), "crop": 48, "backbone": "tiny_vgg", "steps": 2,
+            "workers": (0,), "windows": 2, "device": "cpu"}  # fmt: skip
+
+
+def test_pipeline_measures_each_part_and_removes_its_data(light):
+    from pathlib import Path
+
+    from fcnlib.bench import bench_pipeline
+
+    r = bench_pipeline(**PIPELINE)
+    data = r["data"]
+    assert data["written"] and data["removed"] and data["images"] == 8
+    assert data["size"] == (64, 64)
+    assert not Path(data["root"]).exists()  # the temporary directory is gone
+    rates = [r["loader"][0], r["step"], r["loop"][0], *r["loader_windows"][0],
+             *r["step_windows"], *r["loop_windows"][0]]  # fmt: skip
+    assert len(rates) == 3 + 3 * 2
+    assert all(isinstance(x, float) and math.isfinite(x) and x > 0 for x in rates), rates
+    assert math.isfinite(r["item_ms"]) and r["item_ms"] > 0
+    assert r["loop_over_step"][0] == pytest.approx(r["loop"][0] / r["step"])
+    p = r["projection"]
+    assert (p["iterations_per_stage"], p["batch_size"], p["images"]) == (100_000, 1, 300_000)
+    assert len(p["stages"]) == 3 and p["loop_workers"] == 0
+    assert p["hours_loop"] == pytest.approx(3 * 100_000 / r["loop"][0] / 3600)
+    assert p["hours_step"] == pytest.approx(3 * 100_000 / r["step"] / 3600)
+    assert p["epochs"] == pytest.approx(300_000 / 8498)
+    assert r["memory"] is None  # GPU memory is reported on CUDA only
+    assert r["config"]["batch_size"] == 1 and r["config"]["loss_reduction"] == "sum"
+
+
+def test_pipeline_refuses_bad_options():
+    from fcnlib.bench import bench_pipeline
+
+    with pytest.raises(ValueError, match="workers"):
+        bench_pipeline(**{**PIPELINE, "workers": (0, -1)})
+    with pytest.raises(ValueError, match="steps"):
+        bench_pipeline(**{**PIPELINE, "steps": 0})
+
+
+def test_cli_pipeline_keeps_root_and_reuses_it(capsys, light, tmp_path):
+    from fcnlib import cli
+    from fcnlib.bench import bench_pipeline
+
+    cli.main(["bench", "pipeline", "--root", str(tmp_path), "--images", "6", "--size", "64",
+              "--crop", "48", "--backbone", "tiny_vgg", "--device", "cpu", "--steps", "2",
+              "--workers", "0", "--amp", "off"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "6 SBD-format training images of 48 x 64 written to" in out  # width 64, height 3/4
+    assert "removed at the end" not in out
+    for part in ("loader alone", "one item", "step alone", "loop / step", "projection", " h at"):
+        assert part in out, part
+    assert (tmp_path / "sbd" / "train.txt").is_file()  # kept
+    again = bench_pipeline(**{**PIPELINE, "root": tmp_path, "images": 3})
+    assert not again["data"]["written"] and not again["data"]["removed"]
+    assert again["data"]["images"] == 6  # what was found, nothing written over it
+    assert (tmp_path / "sbd" / "train.txt").is_file()
+
+
+def test_cli_parses_bench_pipeline_options():
+    from fcnlib.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["bench", "pipeline", "--workers", "0, 2,4", "--steps", "5",
+                              "--images", "16", "--crop", "96", "--amp", "bf16",
+                              "--channels-last", "--batch-size", "8"])  # fmt: skip
+    assert (args.what, args.workers, args.steps, args.images, args.crop) == (
+        "pipeline",
+        "0,2,4",
+        5,
+        16,
+        96,
+    )
+    assert (args.amp, args.channels_last, args.batch_size) == ("bf16", True, 8)
+    assert parser.parse_args(["bench", "pipeline"]).channels_last is None  # device default
+    for bad in (["--workers", "0,-2"], ["--workers", "two"], ["--steps", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["bench", "pipeline", *bad])

@@ -770,6 +770,9 @@ def bench_pipeline(
 
 
 def _positive(flag: str) -> Callable[[str], int]:
+    """An argparse type for a count that must be >= 1, so that 0 is refused before any work
+    (``train --epochs 0`` trained nothing, then crashed on the empty history)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -797,14 +800,10 @@ def _worker_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks' options, shared by ``python -m fcnlib bench`` and :func:`main`."""
     from fcnlib.backbones import BACKBONES
 
-    parser = argparse.ArgumentParser(
-        prog="python -m fcnlib bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
     parser.add_argument(
         "what",
         nargs="?",
@@ -876,7 +875,10 @@ def main(argv: list[str] | None = None) -> None:
         action=argparse.BooleanOptionalAction,
         help="NHWC memory layout (default: on CUDA only)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Run and print the benchmarks that ``args`` (parsed with :func:`add_arguments`) name."""
     from fcnlib.config import describe_device, pick_device
 
     dev = pick_device(args.device)
@@ -946,6 +948,16 @@ def main(argv: list[str] | None = None) -> None:
             channels_last=args.channels_last,
             verbose=True,
         )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m fcnlib bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import torch
 
+from fcnlib import bench
+
 __all__ = ["build_parser", "main"]
 
 _MODELS = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn4s": 4}
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone ('paper') and is lowered for each stage started with --init-from "
         "(fcnlib.train.stage_recipe)",
     )
-    train.add_argument("--epochs", type=_at_least_one("--epochs"), default=8)
+    train.add_argument("--epochs", type=bench._positive("--epochs"), default=8)
     train.add_argument("--lr", type=float, help="override the recipe's learning rate")
     train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     train.add_argument("--align", choices=["same", "caffe"], default="same")
@@ -148,74 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmarks (numbers, not tests)",
         description="Print benchmark numbers; see fcnlib.bench.",
     )
-    be.add_argument(
-        "what",
-        nargs="?",
-        default="data",
-        choices=["data", "dense", "stitch", "throughput", "pipeline", "all"],
-        help="'pipeline': where a full-scale training run's time goes (loader, step, both); "
-        "'all': data, dense, stitch and throughput",
-    )
-    be.add_argument("--device", default="auto")
-    be.add_argument(
-        "--size",
-        type=int,
-        help="image side (default depends on the benchmark); 'pipeline': the fake images' "
-        "width, their height 3/4 of it (500: 375 x 500)",
-    )
-    be.add_argument(
-        "--batch-size", type=int, help="default: 32 for 'data', 1 for 'throughput' and 'pipeline'"
-    )
-    be.add_argument(
-        "--backbone",
-        choices=sorted(BACKBONES),
-        help="the FCN-8s backbone of 'throughput' (default vgg16) and 'pipeline' (default "
-        "vgg16 on CUDA, else tiny_vgg)",
-    )
-    be.add_argument("--mode", choices=["train", "infer", "both"], help="'throughput' columns")
-    be.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        help="'throughput': add a torch.compile variant (default: on CUDA only)",
-    )
-    pipe = be.add_argument_group("pipeline (defaults: paper sizes on CUDA, small on a CPU)")
-    pipe.add_argument(
-        "--root",
-        type=Path,
-        help="a directory with SBD (used as found, real or fake) or where to write the fake "
-        "images and keep them; default: a temporary directory, removed at the end",
-    )
-    pipe.add_argument(
-        "--images",
-        type=_at_least_one("--images"),
-        help="fake training images to write (default 128 on CUDA, else 64)",
-    )
-    pipe.add_argument(
-        "--crop",
-        type=_at_least_one("--crop"),
-        help="random training crop side (default 500 on CUDA, else 160)",
-    )
-    pipe.add_argument(
-        "--workers",
-        type=_worker_counts,
-        metavar="N,N,...",
-        help="DataLoader worker counts to measure, e.g. 0,2,4 (default: 0, 2, 4, 8, ... up to "
-        "the CPU cores)",
-    )
-    pipe.add_argument(
-        "--steps",
-        type=_at_least_one("--steps"),
-        help="batches per timed window (default: as many as take about 0.5 s in the step alone, "
-        "1 to 50); the median of 3 windows counts",
-    )
-    pipe.add_argument(
-        "--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision (default auto)"
-    )
-    pipe.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        help="NHWC memory layout (default: on CUDA only)",
-    )
+    bench.add_arguments(be)
 
     da = sub.add_parser(
         "data",
@@ -227,30 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("name", choices=["voc2012", "voc2011", "sbd"])
     da.add_argument("--root", type=Path, help="default: $FCN_DATA (fcnlib.config.data_dir)")
     return parser
-
-
-def _at_least_one(flag: str):
-    """An argparse type for a count that must be >= 1, so that 0 is refused before any work
-    (``--epochs 0`` trained nothing, then crashed on the empty history)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            msg = f"{flag} must be a whole number, got {text!r}"
-            raise argparse.ArgumentTypeError(msg) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
-        return value
-
-    return parse
-
-
-def _worker_counts(text: str) -> str:
-    """'bench --workers': the counts checked (each >= 0), as '0,2,4' for fcnlib.bench."""
-    from fcnlib.bench import _worker_counts as parse
-
-    return ",".join(map(str, parse(text)))
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -449,19 +360,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from fcnlib import bench
-
-    argv = [args.what, "--device", args.device]
-    names = ("size", "batch_size", "backbone", "mode", "root", "images", "crop", "workers",
-             "steps", "amp")  # fmt: skip
-    for name in names:
-        if getattr(args, name) is not None:
-            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    for name in ("compile", "channels_last"):
-        if getattr(args, name) is not None:
-            flag = name.replace("_", "-")
-            argv.append(f"--{flag}" if getattr(args, name) else f"--no-{flag}")
-    bench.main(argv)
+    bench.run(args)
 
 
 def _data(args: argparse.Namespace) -> None:

@@ -139,7 +139,7 @@ def test_cli_parses_bench_pipeline_options():
                               "--channels-last", "--batch-size", "8"])  # fmt: skip
     assert (args.what, args.workers, args.steps, args.images, args.crop) == (
         "pipeline",
-        "0,2,4",
+        (0, 2, 4),
         5,
         16,
         96,

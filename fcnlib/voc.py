@@ -78,6 +78,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from fcnlib.config import data_dir
 from fcnlib.data import IGNORE_INDEX
+from fcnlib.infer import save_label_png
 from fcnlib.viz import voc_palette
 
 __all__ = [
@@ -717,13 +718,6 @@ def _write_lines(path: Path, ids: Sequence[str]) -> None:
     path.write_text("".join(f"{i}\n" for i in ids))
 
 
-def _write_palette_png(path: Path, label: np.ndarray) -> None:
-    h, w = label.shape
-    png = Image.frombytes("P", (w, h), np.ascontiguousarray(label, dtype=np.uint8).tobytes())
-    png.putpalette(voc_palette().numpy().tobytes())
-    png.save(path)
-
-
 def write_fake_voc(
     root: str | Path,
     *,
@@ -759,7 +753,7 @@ def write_fake_voc(
     for name in out.splits["trainval"]:
         label, image = _fake_pair(rng, name, size, content=content, void=True, seed=seed)
         Image.fromarray(image).save(folder / "JPEGImages" / f"{name}.jpg", quality=95)
-        _write_palette_png(folder / "SegmentationClass" / f"{name}.png", label)
+        save_label_png(torch.from_numpy(label), folder / "SegmentationClass" / f"{name}.png")
         out.labels[name], out.images[name] = label, image
     return out
 

@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed :func:`atomic_torch_save` (or
+    :func:`atomic_write_text`) to ``path`` left beside it; return the ones removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f"{glob.escape(_temporary_prefix(path))}*.tmp"))
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return stale
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_torch_save` does."""
+    return _atomic_write(lambda f: f.write(text.encode("utf-8")), Path(path))
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
+    return _atomic_write(lambda f: torch.save(obj, f), Path(path))
+
+
+def _atomic_write(write: Callable[[Any], Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory, so os.replace is a rename within one filesystem: atomic on POSIX/Windows.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)

@@ -769,9 +769,9 @@ def bench_pipeline(
     return out
 
 
-def _positive(flag: str) -> Callable[[str], int]:
-    """An argparse type for a count that must be >= 1, so that 0 is refused before any work
-    (``train --epochs 0`` trained nothing, then crashed on the empty history)."""
+def _positive(flag: str, minimum: int = 1) -> Callable[[str], int]:
+    """An argparse type for a count that must be >= ``minimum`` (1), so that 0 is refused before
+    any work (``train --epochs 0`` trained nothing, then crashed on the empty history)."""
 
     def parse(text: str) -> int:
         try:
@@ -780,8 +780,8 @@ def _positive(flag: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(
                 f"{flag} must be a whole number, got {text!r}"
             ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {minimum}, got {value}")
         return value
 
     return parse
@@ -823,7 +823,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="for 'data' (default 32), 'throughput' and 'pipeline' (default 1, the official "
         "heavy recipe's)",
     )
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument(
         "--backbone",
         choices=sorted(BACKBONES),

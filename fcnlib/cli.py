@@ -29,6 +29,7 @@ Training runs data-parallel on several GPUs when started by ``torchrun``, one pr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,26 +43,49 @@ _MODELS = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn4s": 4}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import fcnlib
     from fcnlib.backbones import BACKBONES
     from fcnlib.train import RECIPES
 
+    prog = _prog()
     parser = argparse.ArgumentParser(
-        prog="python -m fcnlib",
+        prog=prog,
         description="Fully Convolutional Networks: train, evaluate, predict and benchmark. "
         "Every command defaults to the lab bench (synthetic shapes, small backbone, CPU).",
-        epilog="Run 'python -m fcnlib COMMAND --help' for the options of one command.",
+        epilog=f"Run '{prog} COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"fcnlib {fcnlib.__version__} (torch {torch.__version__})",
+        help="print fcnlib's and torch's versions and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser(
         "train",
         help="train an FCN and save a checkpoint",
-        description="Train an FCN on the lab-bench scenes.",
+        description="Train an FCN (lab-bench scenes by default, --data voc for PASCAL VOC). "
+        "After every epoch it saves --checkpoint NAME.pt and, beside it, NAME.best.pt (the "
+        "weights of the best validation mean IU so far), NAME.metrics.jsonl (one line of "
+        "numbers per epoch) and, when TensorBoard is installed, NAME.tb/ (tensorboard --logdir "
+        "NAME.tb). A --checkpoint that already holds a run is refused unless --resume is given: "
+        "then the run continues where it stopped, and ends exactly as an uninterrupted run "
+        "would. On --resume, a larger --epochs extends the run (its schedule becomes the "
+        "longer run's from there on), --lr sets a new rate from there on, and --workers, "
+        "--channels-last and --compile may change; any other change (recipe, batch size, "
+        "data, model, ...) is refused, as it would make another run. A loss that explodes or "
+        "turns nan stops the run; the checkpoint keeps the last good epoch.",
         epilog="Several GPUs: 'torchrun --standalone --nproc_per_node=N -m fcnlib train ...' "
         "trains with DistributedDataParallel, one process per GPU (--device cpu: gloo processes "
         "on the CPU). --batch-size is then per process; only rank 0 prints and saves.",
     )
-    train.add_argument("--model", choices=sorted(_MODELS), default="fcn8s")
+    train.add_argument(
+        "--model",
+        choices=sorted(_MODELS),
+        default="fcn8s",
+        help="the net: fcn32s, fcn16s, fcn8s (the paper's; default) or fcn4s (one more skip)",
+    )
     train.add_argument(
         "--backbone",
         choices=sorted(BACKBONES),
@@ -77,10 +101,29 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone ('paper') and is lowered for each stage started with --init-from "
         "(fcnlib.train.stage_recipe)",
     )
-    train.add_argument("--epochs", type=bench._positive("--epochs"), default=8)
-    train.add_argument("--lr", type=float, help="override the recipe's learning rate")
-    train.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    train.add_argument("--align", choices=["same", "caffe"], default="same")
+    train.add_argument(
+        "--epochs",
+        type=bench._positive("--epochs"),
+        help="epochs in all (default 8; with --resume, the run's own, and a larger number "
+        "extends the run)",
+    )
+    train.add_argument(
+        "--lr",
+        type=_rate("--lr"),
+        help="override the recipe's learning rate; with --resume, the rate from there on",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=bench._positive("--batch-size"),
+        help="override the recipe's batch size",
+    )
+    train.add_argument(
+        "--align",
+        choices=["same", "caffe"],
+        default="same",
+        help="'same': pad so that every score sits over its pixel (default); 'caffe': the "
+        "official nets' 100-pixel input padding and crops (Chapter 3)",
+    )
     train.add_argument(
         "--no-pretrained",
         action="store_true",
@@ -96,10 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=Path,
         default=Path("runs/fcn.pt"),
-        help="where to save (and resume from); default runs/fcn.pt",
+        help="where to save the run (default runs/fcn.pt); refused if it holds a run already, "
+        "unless --resume",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --checkpoint (with the same options; a larger --epochs "
+        "extends it, --lr changes its rate from there on)",
     )
     speed = train.add_argument_group("speed switches (see fcnlib.train.TrainConfig)")
-    speed.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
+    speed.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "fp16", "off"],
+        help="mixed precision (default: the recipe's; 'auto': bf16 where the hardware has it, "
+        "fp16 on older GPUs, float32 on most CPUs)",
+    )
     speed.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     speed.add_argument("--compile", action="store_true", help="torch.compile the model")
     _data_args(train)
@@ -111,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--crop",
-        type=int,
+        type=bench._positive("--crop"),
         default=500,
         help="--data voc: random crop side; smaller images are padded with void, so 500 keeps "
         "every VOC image whole",
@@ -122,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's four metrics for a checkpoint",
         description="Evaluate a checkpoint on lab-bench scenes.",
     )
-    ev.add_argument("checkpoint", type=Path)
+    ev.add_argument("checkpoint", type=Path, help="a checkpoint written by train")
     ev.add_argument("--split", choices=["val", "test"], default="val", help="lab-bench split")
     _data_args(ev)
 
@@ -138,12 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         "position is added (photo_png_1_mask.png, photo_png_2_mask.png). No result overwrites "
         "another of the same call.",
     )
-    pr.add_argument("checkpoint", type=Path)
+    pr.add_argument("checkpoint", type=Path, help="a checkpoint written by train")
     pr.add_argument(
         "images", type=Path, nargs="+", help="PNG/JPEG/... files, any size or mode, 8 or 16 bit"
     )
-    pr.add_argument("--out-dir", type=Path, default=Path("predictions"))
-    pr.add_argument("--device", default="auto")
+    pr.add_argument(
+        "--out-dir", type=Path, default=Path("predictions"), help="default ./predictions"
+    )
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
     be = sub.add_parser(
         "bench",
@@ -158,10 +215,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download and check a dataset of the full-scale experiments (fcnlib.voc). "
         "Nothing is fetched again if it is already complete.",
     )
-    da.add_argument("action", choices=["fetch"])
-    da.add_argument("name", choices=["voc2012", "voc2011", "sbd"])
+    da.add_argument("action", choices=["fetch"], help="fetch: download, unpack and check")
+    da.add_argument(
+        "name",
+        choices=["voc2012", "voc2011", "sbd"],
+        help="PASCAL VOC 2012 or 2011 (images, segmentation labels), or SBD (the paper's "
+        "training labels)",
+    )
     da.add_argument("--root", type=Path, help="default: $FCN_DATA (fcnlib.config.data_dir)")
     return parser
+
+
+def _prog() -> str:
+    """'fcnlib' when run as the console script, 'python -m fcnlib' otherwise."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m fcnlib" if name in ("", "__main__.py", "-c") else name
+
+
+def _rate(flag: str):
+    """An argparse type for a learning rate: a finite number > 0."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+        if not (value > 0 and value != float("inf")):
+            raise argparse.ArgumentTypeError(f"{flag} must be a finite number > 0, got {text}")
+        return value
+
+    return parse
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -173,13 +256,42 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "seg11valid (python -m fcnlib data fetch voc2011 / sbd first)",
     )
     p.add_argument("--root", type=Path, help="--data voc: data root (default $FCN_DATA)")
-    p.add_argument("--size", type=int, default=128, help="scene side in pixels")
-    p.add_argument("--n-train", type=int, default=1024)
-    p.add_argument("--n-val", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--size", type=bench._positive("--size", 32), default=128, help="scene side in pixels"
+    )
+    p.add_argument(
+        "--n-train",
+        type=bench._positive("--n-train"),
+        default=1024,
+        help="lab-bench training scenes (default 1024)",
+    )
+    p.add_argument(
+        "--n-val",
+        type=bench._positive("--n-val"),
+        default=128,
+        help="lab-bench validation (or test) scenes (default 128)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the scenes and of training (default 0)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--workers",
+        type=bench._positive("--workers", 0),
+        default=0,
+        help="DataLoader worker processes (default 0: load in the main process)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _classes(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.data == "voc":
+        from fcnlib.voc import VOC_CLASSES
+
+        return tuple(VOC_CLASSES)
+    from fcnlib.data import CLASSES
+
+    return tuple(CLASSES)
 
 
 def _datasets(args: argparse.Namespace, *, train: bool):
@@ -234,15 +346,97 @@ def _train(args: argparse.Namespace) -> None:
         cleanup()
 
 
+# What each refused TrainConfig field is set by on the command line.
+_CONFIG_FLAGS = {"batch_size": "--batch-size", "amp": "--amp", "seed": "--seed"}
+# The data options a run keeps in its checkpoint, compared on --resume (not --root: data moves).
+_DATA_OPTIONS = ("data", "size", "n_train", "n_val", "seed", "train_set", "crop")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_output(path: Path) -> None:
+    """Refuse a --checkpoint that cannot be written, before any work."""
+    if path.is_dir():
+        raise SystemExit(f"--checkpoint {path} is a folder; give a file, e.g. {path / 'fcn.pt'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders below it are created on the first save
+    if not folder.is_dir():
+        raise SystemExit(f"--checkpoint {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SystemExit(f"--checkpoint {path}: cannot write in {folder}; choose another place")
+
+
+def _check_run(args: argparse.Namespace, config, run: dict) -> dict | None:
+    """The saved run that --resume continues (None for a new run), after refusing, in terms of
+    the command line, whatever this run cannot do: before any data is read or net built."""
+    from fcnlib.train import load_checkpoint, resume_conflicts
+
+    _check_output(args.checkpoint)
+    if args.init_from is not None and not args.init_from.is_file():
+        raise SystemExit(f"--init-from {args.init_from}: no such file")
+    if not args.checkpoint.exists():
+        if args.resume:
+            raise SystemExit(
+                f"--resume: there is no run at --checkpoint {args.checkpoint}; leave out "
+                "--resume to start a new run there"
+            )
+        return None
+    state = load_checkpoint(args.checkpoint)
+    done, planned = state["epoch"], state["config"].get("epochs")
+    if not args.resume:
+        raise SystemExit(
+            f"--checkpoint {args.checkpoint} already holds a run ({done} of {planned} epochs "
+            "done). Add --resume to continue it (a larger --epochs extends it), or give another "
+            f"--checkpoint to start a new run (or delete {args.checkpoint} to train it again)."
+        )
+    saved = state.get("extra", {})
+    changes = []
+    for part, flags in (("model", {"backbone": "--backbone", "stride": "--model",
+                                   "align": "--align", "n_classes": "--data"}),
+                        ("data_options", {k: _flag(k) for k in _DATA_OPTIONS}),
+                        ("start", {"pretrained": "--no-pretrained",
+                                   "init_from": "--init-from"})):  # fmt: skip
+        old = saved.get(part)
+        if old is None:
+            continue  # a checkpoint of an older fcnlib: nothing recorded to compare
+        for key, flag in flags.items():
+            if key in old and old[key] != run[part][key]:
+                changes.append(f"{flag} (the run has {key} {old[key]!r}, now {run[part][key]!r})")
+    for key, (old, new) in sorted(resume_conflicts(state["config"], config).items()):
+        if key == "seed" and "data_options" in saved:
+            continue  # --seed: reported with the data options
+        flag = _CONFIG_FLAGS.get(key, "--recipe")
+        changes.append(f"{flag} (the run has {key} {old!r}, now {new!r})")
+    if config.epochs < done:
+        changes.append(f"--epochs {config.epochs} (the run has done {done} already)")
+    if changes:
+        raise SystemExit(
+            f"cannot --resume {args.checkpoint} with other options: {'; '.join(changes)}. "
+            "Repeat the run's options; only --epochs (to extend it), --lr, --workers, "
+            "--channels-last and --compile may change. For another run give another --checkpoint."
+        )
+    return state
+
+
 def _train_here(args: argparse.Namespace) -> None:
     from fcnlib.config import pick_device
     from fcnlib.distributed import barrier, is_main_process
     from fcnlib.models import fcn, init_from
-    from fcnlib.train import fit, stage_recipe
+    from fcnlib.train import TrainConfig, fit, stage_recipe
 
-    device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
-    train, val, classes = _datasets(args, train=True)
-    overrides = {"epochs": args.epochs, "seed": args.seed, "num_workers": args.workers}
+    saved = None
+    if args.resume and args.checkpoint.is_file():
+        from fcnlib.train import load_checkpoint
+
+        saved = TrainConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
+    overrides = {"seed": args.seed, "num_workers": args.workers}
+    # on --resume, what is not given stays as the run had it (not the defaults)
+    overrides["epochs"] = args.epochs or (saved.epochs if saved else 8)
+    if args.lr is None and saved is not None:
+        overrides["lr"] = saved.lr
     for name in ("lr", "batch_size", "amp"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -258,35 +452,55 @@ def _train_here(args: argparse.Namespace) -> None:
         whole_images=args.data == "voc",
         **overrides,
     )
-    n_classes = len(classes)
-    spec = {"backbone": args.backbone, "n_classes": n_classes, "stride": _MODELS[args.model],
-            "align": args.align}  # fmt: skip
+    n_classes = len(_classes(args))
+    run = {
+        "model": {"backbone": args.backbone, "n_classes": n_classes, "stride": _MODELS[args.model],
+                  "align": args.align},
+        "data_options": {k: getattr(args, k) for k in _DATA_OPTIONS},
+        "start": {"pretrained": not args.no_pretrained,
+                  "init_from": None if args.init_from is None else str(args.init_from)},
+    }  # fmt: skip
+    state = _check_run(args, config, run)  # before any data is read or net built
+    device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
+    train, val, _ = _datasets(args, train=True)
     if not is_main_process():
         barrier()  # let rank 0 pre-train and cache the lab backbone first, then load it
     model = fcn(
         args.backbone,
         n_classes=n_classes,
-        stride=spec["stride"],
+        stride=run["model"]["stride"],
         align=args.align,
-        pretrained=not args.no_pretrained,
+        pretrained=not args.no_pretrained and state is None,
         progress=not args.no_progress and is_main_process(),
     )
     if is_main_process():
         barrier()
-    if args.init_from is not None:
+    if args.init_from is not None and state is None:
         coarser, _ = _model_from_checkpoint(args.init_from, torch.device("cpu"))
         init_from(model, coarser)
+    extra = {**run, "data": args.data}
+    if state is not None and "start" not in state["extra"]:
+        extra = state["extra"]  # a checkpoint of an older fcnlib: keep what it recorded
     history = fit(model, train, val, config=config, n_classes=n_classes, device=device,
-                  checkpoint=args.checkpoint, progress=not args.no_progress,
-                  extra={"model": spec, "data": args.data})  # fmt: skip
+                  checkpoint=args.checkpoint, resume=state is not None,
+                  progress=not args.no_progress, extra=extra)  # fmt: skip
     if not is_main_process():
         return
     last = history[-1]
+    scores = (
+        f"mean IU {100 * last.get('mean_iu', float('nan')):.1f}, pixel acc "
+        f"{100 * last.get('pixel_acc', float('nan')):.1f}"
+    )
+    if state is not None and state["epoch"] == config.epochs:
+        print(
+            f"{args.checkpoint} has finished its {config.epochs} epochs; nothing to train "
+            f"(give --epochs above {config.epochs} to extend it). Last epoch: {scores}"
+        )
+        return
     print(
         f"{args.model} ({args.backbone}, {args.data}, {args.recipe} recipe, lr {config.lr:.3g}), "
-        f"{len(history)} epochs: mean IU "
-        f"{100 * last.get('mean_iu', float('nan')):.1f}, pixel acc "
-        f"{100 * last.get('pixel_acc', float('nan')):.1f}; saved {args.checkpoint}"
+        f"{len(history)} epochs: {scores}; saved {args.checkpoint} (best weights, metrics "
+        "beside it)"
     )
 
 

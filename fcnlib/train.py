@@ -7,11 +7,15 @@ here knows about patches: a model maps ``(N, 3, H, W)`` images to ``(N, C, H, W)
 
 * :class:`TrainConfig` holds every knob; :data:`RECIPES` has the paper's recipe (SGD, momentum
   0.9, batch 20, fixed lr), the official "heavy" one (batch 1, momentum 0.99, summed loss, tiny
-  lr) and a modern "fast" one for the CPU lab bench. Biases train at twice the learning rate and
-  without weight decay, as in the official Caffe nets.
+  lr) and a modern "fast" one for the CPU lab bench (all in :mod:`fcnlib.recipes`). Biases
+  train at twice the learning rate and without weight decay, as in the official Caffe nets.
 * :func:`train_one_epoch`, :func:`evaluate` and :func:`fit` return numbers; nothing is written
-  to disk unless a checkpoint path is given. A run resumed from a checkpoint at an epoch boundary
-  replays the same batches and random numbers, so it ends bit-identical to an uninterrupted run.
+  to disk unless a checkpoint path is given. Then :func:`fit` keeps a record of the run beside
+  it: the last epoch's checkpoint (:mod:`fcnlib.checkpoint`), the best mean IU's weights, the
+  metrics of every epoch as JSON lines and, when TensorBoard is installed, its event files. A
+  run resumed from a checkpoint at an epoch boundary replays the same batches and random
+  numbers, so it ends bit-identical to an uninterrupted run; a longer resumed run rebuilds its
+  schedule, and a diverging one stops before it overwrites the last good checkpoint.
 * Device, mixed precision (``amp``), ``channels_last`` and ``torch.compile`` are one-line switches.
 * Under ``torchrun`` (see :mod:`fcnlib.distributed`) :func:`fit` trains with
   DistributedDataParallel, one process per GPU; the batch size is then per process.
@@ -24,28 +28,29 @@ here knows about patches: a model maps ``(N, 3, H, W)`` images to ``(N, C, H, W)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
-import pickle
-import random
 import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from fcnlib._io import atomic_torch_save
+from fcnlib._io import remove_stale_temporaries
+from fcnlib.checkpoint import (
+    _set_rng_state,
+    load_checkpoint,
+    restore,
+    run_files,
+    save_checkpoint,
+    write_metrics,
+)
 from fcnlib.config import pick_device, seed_everything
 from fcnlib.distributed import (
     ShardSampler,
@@ -57,12 +62,25 @@ from fcnlib.distributed import (
     wrap_ddp,
 )
 from fcnlib.metrics import ConfusionMatrix, Scores
+from fcnlib.recipes import (
+    _CHOICES,
+    FAST_IMAGENET,
+    PAPER_LR,
+    RECIPES,
+    STAGE_LR_FACTOR,
+    TrainConfig,
+    recipe,
+    stage_recipe,
+)
 
 __all__ = [
+    "DIVERGENCE",
     "FAST_IMAGENET",
     "PAPER_LR",
     "RECIPES",
+    "RESUMABLE",
     "STAGE_LR_FACTOR",
+    "DivergenceError",
     "History",
     "TrainConfig",
     "autocast_context",
@@ -77,201 +95,12 @@ __all__ = [
     "prepare_model",
     "recipe",
     "resolve_amp",
+    "resume_conflicts",
     "save_checkpoint",
     "segmentation_loss",
     "stage_recipe",
     "train_one_epoch",
 ]
-
-_CHOICES = {
-    "optimizer": ("sgd", "adamw"),
-    "loss_reduction": ("mean", "sum"),
-    "schedule": ("fixed", "poly", "cosine", "onecycle"),
-    "amp": ("auto", "bf16", "fp16", "off"),
-}
-_FORMAT = "fcnlib.checkpoint/1"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every training option; frozen, saved as a plain dict inside each checkpoint.
-
-    The defaults are the paper's recipe for FCN-VGG16 (see :data:`RECIPES`). ``loss_sampling``
-    keeps a random fraction ``p`` of labelled positions per step (the paper's loss sampling, which
-    did not speed convergence in wall time); ``class_weights`` is ``None``, ``"balanced"``
-    (inverse frequency from the training labels) or one weight per class. ``warmup_steps`` ramps
-    the lr up linearly (for "onecycle" it is the rise phase, default 30% of training).
-    ``cudnn_benchmark`` (CUDA only) lets cuDNN pick the fastest convolution algorithm for each
-    input shape: a gain when shapes repeat (fixed-size crops), a cost when every image differs.
-    ``eval_batch_size`` is the validation batch size (default: ``batch_size``); whole VOC images
-    differ in size and do not stack, so :func:`stage_recipe` sets it to 1 for them.
-    """
-
-    optimizer: str = "sgd"
-    lr: float = 1e-4
-    momentum: float = 0.9  # SGD momentum; Adam's beta1
-    weight_decay: float = 5e-4
-    bias_lr_mult: float = 2.0
-    batch_size: int = 20
-    epochs: int = 10
-    loss_reduction: str = "mean"
-    schedule: str = "fixed"
-    warmup_steps: int = 0
-    loss_sampling: float | None = None
-    class_weights: str | tuple[float, ...] | None = None
-    ignore_index: int = 255
-    amp: str = "off"
-    channels_last: bool = False
-    compile: bool = False
-    cudnn_benchmark: bool = True  # on CUDA: let cuDNN time its algorithms for each input shape
-    eval_batch_size: int | None = None  # None: batch_size; 1 for images of different sizes
-    grad_clip: float | None = None
-    num_workers: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.eval_batch_size is not None and self.eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be >= 1 or None, got {self.eval_batch_size}")
-        if not (self.lr > 0 and self.batch_size >= 1 and self.epochs >= 0):
-            raise ValueError(
-                f"need lr > 0, batch_size >= 1 and epochs >= 0, got lr={self.lr}, "
-                f"batch_size={self.batch_size}, epochs={self.epochs}"
-            )
-        if self.loss_sampling is not None and not 0 < self.loss_sampling <= 1:
-            raise ValueError(
-                f"loss_sampling is the fraction of positions kept, in (0, 1], or None for all; "
-                f"got {self.loss_sampling}"
-            )
-        weights = self.class_weights
-        if isinstance(weights, str) and weights != "balanced":
-            raise ValueError(f"class_weights must be None, 'balanced' or a list, got {weights!r}")
-        if weights is not None and not isinstance(weights, str):
-            # a tuple keeps the frozen config hashable; a list reads better in a checkpoint
-            object.__setattr__(self, "class_weights", tuple(float(w) for w in weights))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed: ``config.replace(lr=1e-3)``."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values only, so checkpoints load with ``weights_only=True``."""
-        out = dataclasses.asdict(self)
-        if isinstance(out["class_weights"], tuple):
-            out["class_weights"] = list(out["class_weights"])
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a newer fcnlib's checkpoint?)."""
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(
-                f"unknown TrainConfig fields {unknown}; was it saved by another fcnlib?"
-            )
-        return cls(**values)
-
-
-RECIPES: dict[str, TrainConfig] = {
-    "paper": TrainConfig(),
-    # A summed loss over ~250k pixels per image is why the official lr is so tiny.
-    "heavy": TrainConfig(lr=1e-10, momentum=0.99, batch_size=1, loss_reduction="sum"),
-    # Adam already scales each parameter's step, so the Caffe-era 2x bias lr is dropped.
-    "fast": TrainConfig(
-        optimizer="adamw",
-        lr=3e-3,
-        weight_decay=1e-4,
-        bias_lr_mult=1.0,
-        batch_size=16,
-        schedule="onecycle",
-        amp="auto",
-    ),
-}
-
-
-def recipe(name: str, **overrides: Any) -> TrainConfig:
-    """A preset from :data:`RECIPES` with some fields changed.
-
-    - ``"paper"``: SGD, momentum 0.9, batch 20, fixed lr 1e-4 for VGG16 (the paper uses 1e-3 for
-      AlexNet and 5e-5 for GoogLeNet), weight decay 5e-4, mean loss, biases at 2x lr.
-    - ``"heavy"``: the official repository's recipe: batch 1, momentum 0.99, summed loss, lr
-      1e-10 for FCN-32s (1e-12 for FCN-16s, 1e-14 for FCN-8s), weight decay 5e-4, fixed lr.
-    - ``"fast"``: not from the paper; AdamW 3e-3, one-cycle schedule, batch 16, for the lab bench.
-
-    >>> recipe("heavy", lr=1e-12).lr
-    1e-12
-    """
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}: expected one of {sorted(RECIPES)}")
-    return RECIPES[name].replace(**overrides)
-
-
-# The paper's learning rates per backbone (section 4.1; mean loss, batch 20).
-PAPER_LR: dict[str, float] = {
-    "alexnet": 1e-3,
-    "vgg16": 1e-4,
-    "vgg16_caffe": 1e-4,
-    "googlenet": 5e-5,
-}
-# Staged training lowers the lr at each stage (32s -> 16s -> 8s): 100x in the official recipe
-# (1e-10, 1e-12, 1e-14); fcnlib lowers the paper recipe the same way and "fast" by 3x.
-STAGE_LR_FACTOR: dict[str, float] = {"paper": 1e-2, "heavy": 1e-2, "fast": 1 / 3}
-# "fast" on an ImageNet backbone (500-pixel crops): a fine-tuning lr for AdamW and a batch that
-# fits one GPU. fcnlib's choice, not the paper's; not yet validated on VOC.
-FAST_IMAGENET: dict[str, float | int] = {"lr": 1e-4, "batch_size": 8}
-
-
-def _is_lab(backbone: str) -> bool:
-    from fcnlib.backbones import BACKBONES
-
-    return backbone not in BACKBONES or BACKBONES[backbone].lab
-
-
-def stage_recipe(
-    name: str,
-    *,
-    backbone: str | None = None,
-    stride: int = 32,
-    staged: bool = False,
-    whole_images: bool = False,
-    **overrides: Any,
-) -> TrainConfig:
-    """A recipe for one net of the staged 32s -> 16s -> 8s training: :func:`recipe` plus the
-    learning rate that the backbone and the stage call for.
-
-    Args:
-        name: ``"paper"``, ``"heavy"`` or ``"fast"`` (see :func:`recipe`).
-        backbone: with ``"paper"``, the paper's lr for it (:data:`PAPER_LR`; others keep 1e-4);
-            with ``"fast"`` and an ImageNet backbone, :data:`FAST_IMAGENET` (lr 1e-4, batch 8)
-            instead of the lab bench's 3e-3.
-        stride: 32, 16, 8 (or 4): the net being trained.
-        staged: the net starts from the next coarser one (:func:`fcnlib.models.init_from`): the lr
-            is lowered once per stage below 32, by :data:`STAGE_LR_FACTOR`. Without it (a net
-            trained at once from the backbone) the lr stays the stride-32 one.
-        whole_images: validation images of different sizes (VOC): ``eval_batch_size=1``.
-        overrides: any other :class:`TrainConfig` field (an explicit ``lr`` wins).
-
-    >>> stage_recipe("heavy", stride=8, staged=True).lr  # the official FCN-8s lr
-    1e-14
-    >>> stage_recipe("paper", backbone="alexnet").lr
-    0.001
-    """
-    if stride not in (32, 16, 8, 4):
-        raise ValueError(f"stride must be 32, 16, 8 or 4, got {stride!r}")
-    config = recipe(name)
-    lr = PAPER_LR.get(backbone, config.lr) if name == "paper" else config.lr
-    changes: dict[str, Any] = {}
-    if name == "fast" and backbone is not None and not _is_lab(backbone):
-        # AdamW at the lab's 3e-3 would wreck ImageNet features that have no batch norm
-        lr, changes["batch_size"] = FAST_IMAGENET["lr"], FAST_IMAGENET["batch_size"]
-    if staged:
-        lr *= STAGE_LR_FACTOR[name] ** ((32 // stride).bit_length() - 1)  # 16s: once, 8s: twice
-    changes["lr"] = lr
-    if whole_images:
-        changes["eval_batch_size"] = 1
-    return config.replace(**{**changes, **overrides})
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -316,14 +145,36 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    total_steps: int,
+    *,
+    start_step: int = 0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step lr schedule; every group keeps its ratio to the base lr (biases stay at 2x).
 
     "fixed" is the paper's; "poly" is ``(1 - t/T)^0.9``; "cosine" decays to 0; "onecycle" rises
     to ``lr`` then anneals. Call ``scheduler.step()`` after each ``optimizer.step()``.
+    Each group's current ``lr`` is taken as its base rate. ``start_step`` (a resumed run) puts
+    the schedule at that step of ``total_steps`` and sets every group's lr to its value there,
+    exactly as an uninterrupted run would have it; a resumed run with more steps than it began
+    with thereby gets the schedule of the longer run from that step on.
+
+    >>> opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1.0)
+    >>> sched = make_scheduler(opt, recipe("paper", schedule="poly"), 10, start_step=5)
+    >>> round(opt.param_groups[0]["lr"], 4)  # (1 - 5/10) ** 0.9
+    0.5359
     """
+    for group in optimizer.param_groups:
+        group.pop("initial_lr", None)  # left by an earlier scheduler or a loaded state
+    if start_step > 0:
+        # a scheduler built at step 0 records each group's base rate (and OneCycleLR its peak
+        # and floor) in the groups; a second one then starts from those at start_step
+        make_scheduler(optimizer, config, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
     total, warm = max(1, int(total_steps)), config.warmup_steps
+    last = start_step - 1  # the scheduler's own convention: the step it last computed
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
@@ -331,6 +182,7 @@ def make_scheduler(
             total_steps=total,
             pct_start=min(warm / total, 0.99) if warm > 0 else 0.3,
             cycle_momentum=False,  # keep config.momentum: the paper's SGD fixes it
+            last_epoch=last,
         )
 
     def factor(step: int) -> float:
@@ -343,7 +195,7 @@ def make_scheduler(
             return 0.5 * (1 + math.cos(math.pi * t))
         return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=last)
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -582,12 +434,25 @@ def _check_on_device(model: nn.Module, device: torch.device) -> None:
         )
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper keeps the original here
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 # ----------------------------------------------------------------------------- epochs
+
+
+class DivergenceError(FloatingPointError):
+    """The loss exploded while still finite (see :func:`train_one_epoch`'s ``divergence``)."""
+
+
+# A step's loss above this many times the epoch's first loss (or a uniform guess's) is divergence.
+DIVERGENCE = 100.0
+
+
+def _uniform_loss(
+    logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig, weights: Any
+) -> float:
+    """The loss of predicting every class equally (log C per pixel), an upper bound when summed."""
+    per_pixel = math.log(max(logits.shape[1], 2))
+    if weights is not None and not isinstance(weights, str):
+        per_pixel *= float(torch.as_tensor(weights).max())
+    return per_pixel * (labels.numel() if config.loss_reduction == "sum" else 1)
 
 
 def train_one_epoch(
@@ -602,12 +467,19 @@ def train_one_epoch(
     class_weights: torch.Tensor | None = None,
     epoch: int = 0,
     progress: bool = True,
+    divergence: float | None = DIVERGENCE,
 ) -> dict[str, float]:
     """One pass over ``loader`` of ``(images (N, 3, H, W), labels (N, H, W))`` batches.
 
     Returns ``{"loss", "steps", "seconds", "images_per_s", "lr"}`` (mean step loss, last lr of
-    the first group). Raises FloatingPointError, before any weight is touched, on a nan/inf loss.
-    ``class_weights`` overrides ``config.class_weights`` (needed for "balanced"; see :func:`fit`).
+    the first group). ``class_weights`` overrides ``config.class_weights`` (needed for
+    "balanced"; see :func:`fit`).
+
+    Raises FloatingPointError before any weight is touched when a step's loss is nan/inf, and
+    :class:`DivergenceError` when it exceeds ``divergence`` times the larger of this epoch's
+    first loss and the loss of a uniform guess (``log C`` per labelled pixel; with a summed
+    loss, per pixel of the batch): a run whose loss explodes stops while it is still finite,
+    not only once it is nan. ``None`` turns the check off.
     """
     device = torch.device(device)
     _check_on_device(model, device)
@@ -622,7 +494,8 @@ def train_one_epoch(
         scaler = torch.amp.GradScaler(device.type, enabled=False)
     model.train()
     total, steps, images_seen, start = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
+    limit = None  # the divergence bound, set by the first step
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
     for images, labels in bar:
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
@@ -647,6 +520,18 @@ def train_one_epoch(
                 f"rate, amp='off' (fp16 overflows), grad_clip, or check the inputs for nan/inf "
                 f"with torch.isfinite(images).all()."
             )
+        if divergence is not None:
+            if limit is None:
+                limit = divergence * max(value, _uniform_loss(logits, labels, config, weights))
+            elif value > limit:
+                lr = optimizer.param_groups[0]["lr"]
+                raise DivergenceError(
+                    f"training diverged: loss {value:.3g} at epoch {epoch}, step {steps} is "
+                    f"more than {divergence:g}x the loss this epoch started from or a uniform "
+                    f"guess's (bound {limit:.3g}; lr {lr:.3g}); stopped before updating the "
+                    "weights. Lower the learning rate (or set grad_clip), or pass "
+                    "divergence=None if such a loss is expected."
+                )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.grad_clip is not None:
@@ -657,7 +542,8 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         total, steps, images_seen = total + value, steps + 1, images_seen + len(images)
-        bar.set_postfix(loss=f"{value:.4g}")
+        rate = images_seen / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(loss=f"{value:.4g}", images_per_s=f"{rate:.3g}")
     seconds = time.perf_counter() - start
     return {
         "loss": total / max(steps, 1),
@@ -797,6 +683,64 @@ def _label_counts(ds: Dataset, config: TrainConfig, n_classes: int) -> torch.Ten
     return counts
 
 
+# Fields a resumed run can take from the caller: they change nothing already done. A longer
+# run (epochs) rebuilds its schedule; a new lr scales every group's rate from the resumed step.
+RESUMABLE = frozenset(
+    {"epochs", "lr", "num_workers", "eval_batch_size", "channels_last", "compile",
+     "cudnn_benchmark"}
+)  # fmt: skip
+
+
+def resume_conflicts(saved: TrainConfig | dict[str, Any], config: TrainConfig) -> dict:
+    """The settings a run saved with ``saved`` cannot continue under: ``{field: (saved, new)}``.
+
+    A resumed run applies the fields in :data:`RESUMABLE` for real; any other change (batch
+    size, optimizer, momentum, precision, ...) would make the run something else, and so does
+    ``epochs`` below the epochs already done (reported by the caller, who knows them).
+    """
+    if isinstance(saved, dict):
+        saved = TrainConfig.from_dict(saved)  # fills fields that an older checkpoint lacks
+    old, new = saved.to_dict(), config.to_dict()
+    return {k: (old[k], new[k]) for k in new if old[k] != new[k] and k not in RESUMABLE}
+
+
+def _resume_state(path: Path, resume: bool, config: TrainConfig, extra: dict | None) -> dict | None:
+    """The checkpoint to continue, or None for a new run; refuses what cannot be honoured."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)  # a file that is not a checkpoint is an error, never replaced
+    done, planned = state["epoch"], state["config"].get("epochs")
+    if not resume:
+        raise FileExistsError(
+            f"{path} already holds a run ({done} of {planned} epochs done): pass resume=True to "
+            "continue it (a larger config.epochs extends it), or give another checkpoint path "
+            "(or delete the file) to start a new run"
+        )
+    conflicts = resume_conflicts(state["config"], config)
+    if config.epochs < done:
+        conflicts["epochs"] = (done, config.epochs)
+    if conflicts:
+        changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(conflicts.items()))
+        raise ValueError(
+            f"cannot resume {path} with changed settings: {changes}. A resumed run can change "
+            f"only {sorted(RESUMABLE)} (epochs to at least the {done} done); start a new run "
+            "with another checkpoint path instead"
+        )
+    if extra is not None and dict(extra) != state["extra"]:
+        keys = sorted(k for k in {*extra, *state["extra"]} if extra.get(k) != state["extra"].get(k))
+        saved = {k: state["extra"].get(k) for k in keys}
+        given = {k: extra.get(k) for k in keys}
+        raise ValueError(
+            f"cannot resume {path}: it was started with other extra values (saved {saved}, "
+            f"given {given}); start a new run with another checkpoint path instead"
+        )
+    return state
+
+
+def _weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def fit(
     model: nn.Module,
     train_data: Dataset | tuple[torch.Tensor, torch.Tensor],
@@ -806,25 +750,40 @@ def fit(
     n_classes: int,
     device: torch.device | str | None = None,
     checkpoint: str | os.PathLike | None = None,
-    resume: bool = True,
+    resume: bool = False,
     eval_every: int = 1,
     progress: bool = True,
     extra: dict[str, Any] | None = None,
+    divergence: float | None = DIVERGENCE,
+    tensorboard: bool = True,
 ) -> History:
     """Train ``model`` for ``config.epochs`` epochs; return the :class:`History`.
 
     Data is a Dataset or a pair ``(images float (N, 3, H, W), labels int64 (N, H, W))``, void
-    255. A fresh run seeds torch, Python and NumPy with ``config.seed``. With ``checkpoint`` a
-    checkpoint is saved after every epoch; with ``resume`` and an existing file, model,
-    optimizer, scheduler, random state and history are restored and training continues after
-    the saved epoch (a finished run returns at once). ``extra`` (plain values, e.g. the model's
-    build arguments) is stored in every checkpoint.
+    255. A fresh run seeds torch, Python and NumPy with ``config.seed``.
+
+    With ``checkpoint`` the run keeps a record beside that path (see
+    :func:`fcnlib.checkpoint.run_files`): after every epoch the checkpoint itself (model,
+    optimizer, scheduler, random state, history; written atomically), the weights of the best
+    mean IU so far (``NAME.best.pt``), every epoch's numbers as JSON lines
+    (``NAME.metrics.jsonl``) and, when TensorBoard is installed and ``tensorboard``, its event
+    files (``NAME.tb/``). A path that already holds a run is refused unless ``resume=True``;
+    then training continues after the saved epoch (a finished run returns at once) and ends
+    bit-identical to an uninterrupted run. A resumed run may change the fields in
+    :data:`RESUMABLE`, and they are applied: a larger ``epochs`` extends the run with the
+    longer run's schedule from the saved step on, a new ``lr`` scales every group's rate from
+    there. Any other change is refused (:func:`resume_conflicts`), as is a changed ``extra``
+    (plain values, e.g. the model's build arguments, stored in every checkpoint).
+
+    A loss that explodes (:class:`DivergenceError`, see ``divergence`` in
+    :func:`train_one_epoch`), turns nan, or weights that stop being finite stop the run before
+    the checkpoint of the last good epoch is overwritten.
 
     Inside a torch.distributed group of several processes (``torchrun``, after
     :func:`fcnlib.distributed.init_distributed`) every process calls ``fit`` the same way: the
     model trains under DistributedDataParallel on this process's share of each epoch,
     ``config.batch_size`` images per process and step, and validation is split across the
-    processes and summed. Only rank 0 shows progress and writes the checkpoint; every rank
+    processes and summed. Only rank 0 shows progress and writes the record; every rank
     returns the same history. See :mod:`fcnlib.distributed`.
 
     >>> data = (torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4, 8, 8)))
@@ -840,233 +799,140 @@ def fit(
             f"config.epochs must be >= 1 to train, got {config.epochs}; to score a model "
             "without training it, call evaluate(model, loader, n_classes=...)"
         )
+    path = None if checkpoint is None else Path(checkpoint)
+    state = None if path is None else _resume_state(path, resume, config, extra)
     device = pick_device(device)
     train_set = _as_dataset(train_data, "train_data")
     val_set = None if val_data is None else _as_dataset(val_data, "val_data")
     distributed = is_distributed()
-    progress = progress and is_main_process()
+    main = is_main_process()
+    progress = progress and main
     runner = prepare_model(model, config=config, device=device, ddp=distributed)
     optimizer = make_optimizer(model, config)
     # each rank's share of an epoch, padded by DistributedSampler to the same length everywhere
     sampler = DistributedSampler(train_set, seed=config.seed * 1000) if distributed else None
     share = len(train_set) if sampler is None else len(sampler)
     steps_per_epoch = math.ceil(share / config.batch_size)
-    scheduler = make_scheduler(optimizer, config, config.epochs * steps_per_epoch)
     scaler = make_grad_scaler(device, config.amp)
     weights = None
     if config.class_weights == "balanced":
         weights = balanced_class_weights(_label_counts(train_set, config, n_classes))
     history, start, step = History(), 0, 0
-    path = None if checkpoint is None else Path(checkpoint)
-    objects = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    if path is not None and resume and path.exists():
-        state = load_checkpoint(path, **objects)
-        changed = {k for k, v in config.to_dict().items() if state["config"].get(k) != v}
-        if changed:
-            warnings.warn(
-                f"resuming {path} with changed config fields {sorted(changed)}", stacklevel=2
-            )
+    if state is None:
+        seed_everything(config.seed)
+    else:
+        configured = [g["lr"] for g in optimizer.param_groups]  # this call's config.lr
+        restore(state, model=model, optimizer=optimizer, scaler=scaler)
+        for group, lr in zip(optimizer.param_groups, configured, strict=True):
+            group["lr"] = lr  # the base rate; the scheduler puts it at the resumed step
         _set_rng_state(state["rng"])
         history, start, step = History(state["history"]), state["epoch"], state["step"]
-    else:
-        seed_everything(config.seed)
-    for epoch in range(start, config.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)  # shuffles with seed * 1000 + epoch, like the generator
-        loader = _loader(
-            train_set,
-            config,
-            device,
-            seed=config.seed * 1000 + epoch,
-            shuffle=True,
-            sampler=sampler,
-        )
-        stats = train_one_epoch(
-            runner,
-            loader,
-            optimizer,
-            config=config,
-            device=device,
-            scheduler=scheduler,
-            scaler=scaler,
-            class_weights=weights,
-            epoch=epoch + 1,
-            progress=progress,
-        )
-        stats = reduce_epoch_stats(stats)  # mean loss over the ranks (as is, in one process)
-        step += stats["steps"]
-        record = {"epoch": epoch + 1, "step": step, **stats}
-        if val_set is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == config.epochs):
-            shard = ShardSampler(val_set) if distributed else None  # no padding: count once
-            val_loader = _loader(val_set, config, device, seed=0, shuffle=False, sampler=shard,
-                                 batch_size=config.eval_batch_size)  # fmt: skip
-            if distributed:
-                # Every rank scores rank 0's weights and BatchNorm statistics (those that the
-                # checkpoint keeps) with the plain module: DDP's forward syncs buffers across
-                # ranks, which would hang when the shards have different numbers of batches.
-                broadcast_buffers(model)
-            scores = evaluate(
-                model if distributed else runner,
-                val_loader,
-                n_classes=n_classes,
-                device=device,
-                amp=config.amp,
-                channels_last=config.channels_last,
-                ignore_index=config.ignore_index,
-                all_reduce=distributed,
+    # built after restoring: a longer (or shorter) run's schedule, at the step reached
+    scheduler = make_scheduler(
+        optimizer, config, config.epochs * steps_per_epoch, start_step=step if start else 0
+    )
+    objects = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    record_run = path is not None and main
+    if record_run:
+        remove_stale_temporaries(path)  # left by a save that was killed mid-write
+    board = _tensorboard_writer(path, start) if record_run and tensorboard else None
+    best = max((r["mean_iu"] for r in history if r.get("mean_iu") == r.get("mean_iu")),
+               default=-math.inf)  # fmt: skip
+    try:
+        for epoch in range(start, config.epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)  # shuffles with seed * 1000 + epoch, like the generator
+            loader = _loader(
+                train_set,
+                config,
+                device,
+                seed=config.seed * 1000 + epoch,
+                shuffle=True,
+                sampler=sampler,
             )
-            record.update(scores.as_dict(), iu=scores.iu.tolist())
-        history.append(record)
-        if progress:
-            tqdm.write(", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "iu"))
-        if path is not None:
-            if is_main_process():
-                save_checkpoint(
-                    path,
-                    **objects,
-                    epoch=epoch + 1,
-                    step=step,
+            kept = f" {path} keeps epoch {epoch}." if path is not None and epoch else ""
+            try:
+                stats = train_one_epoch(
+                    runner,
+                    loader,
+                    optimizer,
                     config=config,
-                    history=history,
-                    extra=extra,
+                    device=device,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    class_weights=weights,
+                    epoch=epoch + 1,
+                    progress=progress,
+                    divergence=divergence,
                 )
-            barrier()  # the other ranks wait until the file is complete
+            except FloatingPointError as e:
+                raise type(e)(f"{e}{kept}") from e
+            if not _weights_finite(model):
+                raise FloatingPointError(
+                    f"the weights are no longer finite after epoch {epoch + 1} (lr "
+                    f"{optimizer.param_groups[0]['lr']:.3g}): lower the learning rate, set "
+                    f"grad_clip, or use amp='off'.{kept}"
+                )
+            stats = reduce_epoch_stats(stats)  # mean loss over the ranks (as is, in one process)
+            step += stats["steps"]
+            record = {"epoch": epoch + 1, "step": step, **stats}
+            last = epoch + 1 == config.epochs
+            if val_set is not None and ((epoch + 1) % eval_every == 0 or last):
+                shard = ShardSampler(val_set) if distributed else None  # no padding: count once
+                val_loader = _loader(val_set, config, device, seed=0, shuffle=False,
+                                     sampler=shard, batch_size=config.eval_batch_size)  # fmt: skip
+                if distributed:
+                    # Every rank scores rank 0's weights and BatchNorm statistics (those that
+                    # the checkpoint keeps) with the plain module: DDP's forward syncs buffers
+                    # across ranks, which would hang when the shards have different numbers of
+                    # batches.
+                    broadcast_buffers(model)
+                scores = evaluate(
+                    model if distributed else runner,
+                    val_loader,
+                    n_classes=n_classes,
+                    device=device,
+                    amp=config.amp,
+                    channels_last=config.channels_last,
+                    ignore_index=config.ignore_index,
+                    all_reduce=distributed,
+                )
+                record.update(scores.as_dict(), iu=scores.iu.tolist())
+            history.append(record)
+            if progress:
+                tqdm.write(", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "iu"))
+            if record_run:
+                save = dict(epoch=epoch + 1, step=step, config=config, history=history,
+                            extra=extra)  # fmt: skip
+                save_checkpoint(path, **objects, **save)
+                if record.get("mean_iu", -math.inf) > best:  # nan compares False: not best
+                    best = record["mean_iu"]
+                    save_checkpoint(run_files(path)["best"], model=model, **save)
+                write_metrics(run_files(path)["metrics"], history)
+                if board is not None:
+                    _log_epoch(board, record)
+            if path is not None:
+                barrier()  # the other ranks wait until the files are complete
+    finally:
+        if board is not None:
+            board.close()
     return history
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _rng_state() -> dict[str, Any]:
-    _, py_state, py_gauss = random.getstate()
-    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": torch.tensor(py_state, dtype=torch.int64),
-        "python_gauss": py_gauss,
-        "numpy": torch.from_numpy(np_keys.astype(np.int64)),
-        "numpy_rest": [int(np_pos), int(np_has_gauss), float(np_gauss)],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate((3, tuple(state["python"].tolist()), state["python_gauss"]))
-    pos, has_gauss, gauss = state["numpy_rest"]
-    np.random.set_state(
-        ("MT19937", state["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss)
-    )
-
-
-def save_checkpoint(
-    path: str | os.PathLike,
-    *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    epoch: int,
-    step: int,
-    config: TrainConfig,
-    history: Sequence[dict[str, Any]],
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write a checkpoint atomically: a crash mid-write never loses the previous one.
-
-    Tensors and plain Python values only (config as a dict, history as a list of dicts, random
-    states as tensors), so :func:`load_checkpoint` can use ``torch.load(weights_only=True)``.
-    ``epoch`` counts the completed epochs; ``extra`` must hold plain values too.
-    """
-    path = Path(path)
-    state = {
-        "format": _FORMAT,
-        "epoch": int(epoch),
-        "step": int(step),
-        "config": config.to_dict(),
-        "history": [dict(record) for record in history],
-        "model": _unwrap(model).state_dict(),
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "scaler": None if scaler is None else scaler.state_dict(),
-        "rng": _rng_state(),
-        "extra": dict(extra or {}),
-    }
-    return atomic_torch_save(state, path)
-
-
-def _unloadable(path: Path, err: Exception) -> str:
-    """Why ``path`` did not load, and what to do: a torch.save file (a zip archive, or a pickle
-    in the legacy format) that fails to load is a damaged checkpoint; anything else (a text
-    file, an image) is the wrong file, and deleting it would be bad advice."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head != b"PK\x03\x04" and head[:1] != b"\x80":
-        # torch's own message here (KeyError: 101, or advice to drop weights_only) misleads
-        return (
-            f"{path} is not an fcnlib checkpoint: expected a file written by fcnlib's train "
-            "(python -m fcnlib train, fcnlib.train.fit or save_checkpoint), found a file that "
-            "is not a PyTorch save at all ("
-            + (f"it starts with {head!r}, neither a zip archive nor a pickle" if head else "empty")
-            + "). Check the path and the argument order."
-        )
-    found = f"torch.load failed with {type(err).__name__}: {err}"
-    if isinstance(err, pickle.UnpicklingError) and "weights_only" in str(err):
-        return (
-            f"{path} is not an fcnlib checkpoint: it holds Python objects that "
-            "torch.load(weights_only=True) refuses to run (a whole model saved with "
-            "torch.save(model)?); expected a checkpoint written by fcnlib's train (python -m "
-            "fcnlib train, fcnlib.train.fit or save_checkpoint), tensors and plain values only."
-        )
-    return (
-        f"{path} is corrupt or not an fcnlib checkpoint (a truncated write?); {found}. "
-        "Delete it (or call fit with resume=False) to start over, or load another file."
-    )
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    model: nn.Module | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    map_location: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """Load a :func:`save_checkpoint` file (``weights_only=True``) into the objects given.
-
-    Returns the whole dict: ``epoch``, ``step``, ``config`` (a dict; see
-    :meth:`TrainConfig.from_dict`), ``history``, ``model`` (the state dict), ``rng``, ``extra``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path.resolve()}; check the path")
+def _tensorboard_writer(path: Path, start: int) -> Any:
+    """A SummaryWriter in ``NAME.tb/`` when TensorBoard is installed, else None. Events of
+    epochs after ``start`` (left by a run that stopped before its next checkpoint) are purged."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError:
-        raise  # unreadable as a file (permissions, ...): the OS's own message names the path
-    # A text file fails with KeyError: 101, other files with anything: all mean 'not this file'.
-    except Exception as err:
-        raise RuntimeError(_unloadable(path, err)) from err
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise RuntimeError(
-            f"{path} is not an fcnlib checkpoint (no {_FORMAT!r} marker); was it saved with "
-            f"torch.save(model.state_dict())? Load that with model.load_state_dict(torch.load(...))"
-        )
-    if model is not None:
-        target = _unwrap(model)
-        expected, found = set(target.state_dict()), set(state["model"])
-        if expected != found:
-            missing, unexpected = sorted(expected - found), sorted(found - expected)
-            raise RuntimeError(
-                f"{path} holds weights for a different model: missing keys {missing[:5]}"
-                f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                f"{' ...' if len(unexpected) > 5 else ''}. Build the same architecture first."
-            )
-        target.load_state_dict(state["model"])
-    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-        if obj is not None and state.get(name) is not None:
-            obj.load_state_dict(state[name])
-    return state
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional: the JSON lines record is always written
+        return None
+    return SummaryWriter(str(run_files(path)["tensorboard"]), purge_step=start + 1)
+
+
+def _log_epoch(board: Any, record: dict[str, Any]) -> None:
+    for key, value in record.items():
+        if key in ("epoch", "step", "iu") or not isinstance(value, int | float):
+            continue
+        group = "train" if key in ("loss", "lr", "seconds", "images_per_s", "steps") else "val"
+        board.add_scalar(f"{group}/{key}", value, record["epoch"])
+    board.flush()

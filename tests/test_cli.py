@@ -1,5 +1,7 @@
 """The command line: train -> eval -> predict on a tiny lab-bench run."""
 
+import argparse
+
 import pytest
 import torch
 from PIL import Image
@@ -193,3 +195,107 @@ def test_predict_gives_every_input_its_own_outputs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "photo_jpg_mask.png" in " ".join(capsys.readouterr().out.split())  # documented
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def _train(ckpt, *more):
+    main(["train", "--model", "fcn32s", "--no-pretrained", "--checkpoint", str(ckpt), *TINY,
+          *more])  # fmt: skip
+
+
+def test_train_again_resume_longer_and_change_the_lr(tmp_path, capsys):
+    from fcnlib.checkpoint import run_files
+    from fcnlib.train import load_checkpoint
+
+    ckpt = tmp_path / "run.pt"
+    _train(ckpt, "--epochs", "1")
+    before = ckpt.read_bytes()
+    # train again: refused, whatever else changed (it used to train at the old lr, say the new)
+    for more in ([], ["--lr", "1e4"], ["--size", "64"]):
+        with pytest.raises(SystemExit, match=r"already holds a run \(1 of 1 epochs.*--resume"):
+            _train(ckpt, "--epochs", "1", *more)
+    assert ckpt.read_bytes() == before
+    # resumed with nothing new: finished, says so, trains nothing
+    capsys.readouterr()
+    _train(ckpt, "--resume")
+    assert "has finished its 1 epochs; nothing to train" in capsys.readouterr().out
+    assert ckpt.read_bytes() == before
+    # resumed longer (the one-cycle schedule is rebuilt; it used to crash) with a new lr
+    _train(ckpt, "--resume", "--epochs", "2", "--lr", "1e-3")
+    out = capsys.readouterr().out
+    assert "lr 0.001), 2 epochs" in out
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 2 and state["config"]["lr"] == 1e-3
+    assert {g["max_lr"] for g in state["optimizer"]["param_groups"]} == {1e-3}  # one-cycle peak
+    lines = run_files(ckpt)["metrics"].read_text().splitlines()
+    assert len(lines) == 2 and run_files(ckpt)["best"].is_file()
+    # resumed without --lr or --epochs: the run's own values, not the defaults
+    _train(ckpt, "--resume")
+    assert "has finished its 2 epochs" in capsys.readouterr().out
+
+
+def test_resume_refuses_other_options_in_flags(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    _train(ckpt, "--epochs", "1")
+    with pytest.raises(SystemExit) as info:
+        _train(ckpt, "--resume", "--epochs", "2", "--size", "64", "--batch-size", "3",
+               "--recipe", "paper")  # fmt: skip
+    message = str(info.value)
+    assert "--size (the run has size 32, now 64)" in message
+    assert "--batch-size (the run has batch_size" in message
+    assert "--recipe (the run has optimizer 'adamw', now 'sgd')" in message
+    assert "only --epochs" in message
+    with pytest.raises(SystemExit, match=r"--model \(the run has stride 32, now 8\)"):
+        main(["train", "--model", "fcn8s", "--no-pretrained", "--checkpoint", str(ckpt),
+              "--resume", *TINY])  # fmt: skip
+    with pytest.raises(SystemExit, match="there is no run at --checkpoint"):
+        _train(tmp_path / "none.pt", "--resume")
+
+
+def test_paths_and_numbers_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    import fcnlib.cli
+
+    monkeypatch.setattr(fcnlib.cli, "_datasets", lambda *a, **k: pytest.fail("data was read"))
+    with pytest.raises(SystemExit, match="is a folder"):
+        _train(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        _train(tmp_path / "file" / "run.pt")
+    with pytest.raises(SystemExit, match=r"--init-from .*no such file"):
+        _train(tmp_path / "run.pt", "--init-from", str(tmp_path / "missing.pt"))
+    bad = [
+        ("--batch-size", "0", "must be >= 1"),
+        ("--lr", "0", "> 0"),
+        ("--lr", "-1", "> 0"),
+        ("--lr", "nan", "> 0"),
+        ("--workers", "-1", "must be >= 0"),
+        ("--size", "8", ">= 32"),
+    ]
+    for flag, value, why in bad:
+        with pytest.raises(SystemExit):
+            _train(tmp_path / "run.pt", flag, value)
+        assert why in capsys.readouterr().err
+
+
+def test_version_and_console_script_name(capsys, monkeypatch):
+    import fcnlib
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith(f"fcnlib {fcnlib.__version__} (torch ")
+    monkeypatch.setattr("sys.argv", ["/usr/bin/fcnlib"])
+    assert build_parser().prog == "fcnlib"
+    monkeypatch.setattr("sys.argv", ["/x/fcnlib/__main__.py"])
+    assert build_parser().prog == "python -m fcnlib"
+
+
+def test_every_option_has_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps them here
+    for name, sub in {"": parser, **commands}.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue  # the commands: each has its help
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"

@@ -313,7 +313,7 @@ def test_resumed_run_is_bit_identical(scenes, tmp_path):
 
     torch.manual_seed(99)  # a different initialisation: everything must come from the file
     resumed = TinyFCN()
-    history = fit(resumed, train_data, val, checkpoint=path, **run)
+    history = fit(resumed, train_data, val, checkpoint=path, resume=True, **run)
 
     state, want = resumed.state_dict(), straight.state_dict()
     assert state.keys() == want.keys()
@@ -324,7 +324,7 @@ def test_resumed_run_is_bit_identical(scenes, tmp_path):
     assert strip == [{k: v for k, v in r.items() if k not in timing} for r in expected]
 
     # a finished run returns its history without training another step
-    done = fit(TinyFCN(crash_after=1), train_data, val, checkpoint=path, **run)
+    done = fit(TinyFCN(crash_after=1), train_data, val, checkpoint=path, resume=True, **run)
     assert [r["loss"] for r in done] == [r["loss"] for r in history]
 
 

@@ -1,0 +1,313 @@
+"""fit's runs: explicit resume, changed settings applied or refused, divergence, the run record."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fcnlib import _io, train
+from fcnlib.checkpoint import run_files
+from fcnlib.train import (
+    DivergenceError,
+    fit,
+    load_checkpoint,
+    recipe,
+    resume_conflicts,
+    train_one_epoch,
+)
+
+N_CLASSES = 3
+
+
+def data(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, N_CLASSES, (n, 8, 8), generator=g)
+    images = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    images += 0.3 * torch.randn(images.shape, generator=g)
+    return images, labels
+
+
+def net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, N_CLASSES, 1))
+
+
+def config(**changes):
+    return recipe("fast", **{"batch_size": 8, "epochs": 2, "amp": "off", **changes})
+
+
+def run(path, cfg, model=None, **kwargs):
+    train_data, val_data = data(), data(8, seed=1)
+    return fit(model or net(), train_data, val_data, config=cfg, n_classes=N_CLASSES,
+               device="cpu", checkpoint=path, progress=False, tensorboard=False,
+               **kwargs)  # fmt: skip
+
+
+def strip(history):
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in history]
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_a_second_run_on_a_checkpoint_is_refused_without_resume(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config())
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match=r"c\.pt already holds a run \(2 of 2 epochs.*resume"):
+        run(path, config())
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run(path, config(lr=1e4))  # used to train at the old rate and store 1e4
+    assert path.read_bytes() == before
+
+
+def test_a_finished_run_resumed_returns_at_once(tmp_path):
+    path = tmp_path / "c.pt"
+    first = run(path, config())
+    again = run(path, config(), resume=True)
+    assert strip(again) == strip(first)
+
+
+def test_resume_without_a_checkpoint_starts_a_new_run(tmp_path):
+    path = tmp_path / "new.pt"
+    assert len(run(path, config(epochs=1), resume=True)) == 1
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_a_longer_resumed_run_follows_the_longer_schedule(tmp_path):
+    # one-cycle over 1 epoch, then extended to 3: used to crash in OneCycleLR
+    path, steps = tmp_path / "c.pt", 3  # 24 images, batch 8
+    run(path, config(epochs=1))
+    extended = run(path, config(epochs=3), resume=True)
+    assert [r["epoch"] for r in extended] == [1, 2, 3]
+    assert load_checkpoint(path)["config"]["epochs"] == 3
+    # from the resumed step on, every lr is the 3-epoch schedule's at that step
+    opt = torch.optim.AdamW(net().parameters(), lr=config().lr)
+    sched = train.make_scheduler(opt, config(epochs=3), 3 * steps)
+    want = {}
+    for step in range(1, 3 * steps + 1):
+        opt.step()
+        sched.step()
+        want[step] = opt.param_groups[0]["lr"]
+    assert [r["lr"] for r in extended[1:]] == [want[2 * steps], want[3 * steps]]
+
+
+class CrashAt(nn.Module):
+    """``net()`` that raises on training call ``at``, as a power cut would."""
+
+    def __init__(self, at=None):
+        super().__init__()
+        self.inner, self.at, self.calls = net(), at, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.at:
+                raise RuntimeError("power cut")
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("schedule", ["poly", "onecycle", "fixed"])
+def test_a_resumed_run_is_bit_identical_whatever_the_schedule(tmp_path, schedule):
+    cfg = config(epochs=3, schedule=schedule)  # 3 steps per epoch
+    straight = CrashAt()
+    expected = run(None, cfg, model=straight)
+    path = tmp_path / "c.pt"
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(path, cfg, model=CrashAt(at=3 + 2))  # in epoch 2
+    assert load_checkpoint(path)["epoch"] == 1
+    resumed = CrashAt()
+    history = run(path, cfg, model=resumed, resume=True)
+    assert strip(history) == strip(expected)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_a_new_lr_on_resume_is_applied(tmp_path):
+    path = tmp_path / "c.pt"
+    cfg = recipe("paper", batch_size=8, epochs=1, lr=1e-3)  # a fixed rate, biases at 2x
+    run(path, cfg)
+    history = run(path, cfg.replace(epochs=2, lr=1e-2), resume=True)
+    assert [r["lr"] for r in history] == [1e-3, 1e-2]
+    state = load_checkpoint(path)
+    assert state["config"]["lr"] == 1e-2
+    groups = {g["name"]: g["lr"] for g in state["optimizer"]["param_groups"]}
+    assert groups == {"weights": 1e-2, "biases": 2e-2}
+
+
+def test_other_changes_on_resume_are_refused(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config())
+    with pytest.raises(ValueError, match=r"batch_size 8 -> 4.*momentum 0\.9 -> 0\.5"):
+        run(path, config(batch_size=4, momentum=0.5, epochs=4), resume=True)
+    with pytest.raises(ValueError, match=r"epochs 2 -> 1.*at least the 2 done"):
+        run(path, config(epochs=1), resume=True)
+    with pytest.raises(ValueError, match=r"other extra values.*'size': None.*'size': 32"):
+        run(path, config(epochs=3), resume=True, extra={"size": 32})
+    assert load_checkpoint(path)["epoch"] == 2
+    assert resume_conflicts(config().to_dict(), config(epochs=9, lr=1.0, num_workers=2)) == {}
+
+
+def test_extra_is_compared_on_resume(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config(epochs=1), extra={"size": 64})
+    run(path, config(epochs=2), resume=True, extra={"size": 64})
+    assert load_checkpoint(path)["epoch"] == 2
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+class Exploding(nn.Module):
+    """Confidently wrong logits whose scale grows 10x per training call after ``calm`` calls."""
+
+    def __init__(self, calm):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.calm, self.calls = calm, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+        scale = 10.0 ** max(0, self.calls - self.calm)
+        wrong = torch.zeros(x.shape[0], N_CLASSES, *x.shape[2:])
+        wrong[:, -1] = 1.0  # labels are 0 or 1 below: class 2 is always wrong
+        return self.w * wrong * scale
+
+
+def test_an_exploding_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    images, labels = torch.rand(32, 3, 4, 4), torch.randint(0, 2, (32, 4, 4))
+    path = tmp_path / "c.pt"
+    model = Exploding(calm=4)  # epoch 1: 4 calm steps; epoch 2: loss x10 per step
+    with pytest.raises(
+        DivergenceError, match=r"diverged.*epoch 2, step 3.*100x.*c\.pt keeps epoch 1"
+    ):
+        fit(model, (images, labels), config=config(epochs=3), n_classes=N_CLASSES,
+            checkpoint=path, progress=False, tensorboard=False)  # fmt: skip
+    assert load_checkpoint(path)["epoch"] == 1
+    # off: the same run goes on (finite losses)
+    model = Exploding(calm=4)
+    history = fit(model, (images, labels), config=config(epochs=2), n_classes=N_CLASSES,
+                  progress=False, divergence=None)  # fmt: skip
+    assert math.isfinite(history[-1]["loss"]) and history[-1]["loss"] > 1e3
+
+
+def test_the_divergence_bound_is_not_tripped_by_ordinary_training():
+    images, labels = data()
+    model = net()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=4)
+    optimizer = train.make_optimizer(model, config())
+    for epoch in range(3):
+        train_one_epoch(model, loader, optimizer, config=config(), device="cpu", epoch=epoch,
+                        progress=False)  # fmt: skip
+
+
+def test_weights_that_stop_being_finite_stop_the_run(tmp_path):
+    path = tmp_path / "c.pt"  # one step per epoch: the loss is still finite at that step
+    run(path, recipe("paper", batch_size=24, epochs=1))
+    with pytest.raises(
+        FloatingPointError, match=r"weights are no longer finite after epoch 2.*keeps epoch 1"
+    ):
+        run(path, recipe("paper", batch_size=24, epochs=2, lr=math.inf), resume=True)
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+# ----------------------------------------------------------------------------- the run record
+
+
+def test_the_run_keeps_best_weights_and_metrics_beside_the_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "runs" / "fcn.pt"
+    scores = iter([0.5, 0.7, 0.6])  # mean IU per epoch: the best is epoch 2
+    real = train.evaluate
+
+    def fake_evaluate(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), mean_iu=next(scores))
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+    history = run(path, config(epochs=3))
+    files = run_files(path)
+    best = load_checkpoint(files["best"])
+    assert best["epoch"] == 2 and best["optimizer"] is None
+    lines = [json.loads(line) for line in files["metrics"].read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert [r["mean_iu"] for r in lines] == [0.5, 0.7, 0.6]
+    assert lines[0]["loss"] == history[0]["loss"] and len(lines[0]["iu"]) == N_CLASSES
+
+
+def test_metrics_are_strict_json_lines(tmp_path):
+    path = tmp_path / "m.jsonl"
+    from fcnlib.checkpoint import write_metrics
+
+    write_metrics(path, [{"epoch": 1, "mean_iu": math.nan, "iu": [0.5, math.nan]}])
+    assert path.read_text() == '{"epoch": 1, "mean_iu": null, "iu": [0.5, null]}\n'
+
+
+def test_tensorboard_gets_every_epoch_when_installed(tmp_path, monkeypatch):
+    logged = []
+
+    class Writer:
+        def __init__(self, log_dir, purge_step):
+            logged.append(("open", log_dir, purge_step))
+
+        def add_scalar(self, tag, value, step):
+            logged.append((tag, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            logged.append(("close",))
+
+    def writer(path, start):
+        return Writer(str(run_files(path)["tensorboard"]), start + 1)
+
+    monkeypatch.setattr(train, "_tensorboard_writer", writer)
+    path = tmp_path / "fcn.pt"
+    train_data, val_data = data(), data(8, seed=1)
+    fit(net(), train_data, val_data, config=config(), n_classes=N_CLASSES, checkpoint=path,
+        progress=False)  # fmt: skip
+    assert logged[0] == ("open", str(tmp_path / "fcn.tb"), 1)
+    assert ("train/loss", 1) in logged and ("val/mean_iu", 2) in logged
+    assert logged[-1] == ("close",)
+
+
+def test_tensorboard_is_optional(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    assert train._tensorboard_writer(tmp_path / "fcn.pt", 0) is None
+
+
+def test_a_killed_save_leaves_the_last_checkpoint_and_no_stray_files(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    run(path, config(epochs=1))
+    before = path.read_bytes()
+
+    def killed(obj, f):  # half a file, then the process is interrupted
+        f.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_io.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(path, config(epochs=2), resume=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+    # a SIGKILL leaves the temporary file: the next run on that path removes it
+    stray = tmp_path / ".c.pt.abc123.tmp"
+    stray.write_bytes(b"PK\x03\x04 half")
+    run(path, config(epochs=2), resume=True)
+    assert not stray.exists() and load_checkpoint(path)["epoch"] == 2

@@ -30,6 +30,9 @@ Two options, both off by default, add the inputs and targets of the paper's Sect
 Scenes are generated on the fly, deterministically: sample ``i`` of a given ``seed``, split and
 configuration is the same tensor on every call and machine, alone or in any batch. A scene's
 layout does not depend on the image size, so one scene can be rendered at several resolutions.
+Generation runs on one CPU thread whatever ``torch.get_num_threads()`` says: the pixels do not
+depend on the thread count (split reductions can differ in the last bit), and a busy machine
+slows the scenes down by its share only, where several threads would wait on each other.
 
 >>> ds = ShapesDataset("train", size=64)
 >>> image, label = ds[0]
@@ -42,10 +45,12 @@ layout does not depend on the image size, so one scene can be rendered at severa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +85,24 @@ _NEAR = 0.5  # depth of the camera's near plane: objects stack towards it, never
 # Every shape lies within 1.25 r of its centre (triangle: 1.2 r; the bar: 1.2 r and its width).
 _BOUND = 1.25
 _HOLES_GRID = 8  # missing-depth blobs: a coarse random field, thresholded
+T = TypeVar("T")
+
+
+def _single_threaded(batch: Callable[..., T]) -> Callable[..., T]:
+    """Run ``batch`` on one intra-op thread (see the module documentation), then restore."""
+
+    @functools.wraps(batch)
+    def run(*args: Any, **kwargs: Any) -> T:
+        threads = torch.get_num_threads()
+        if threads == 1:  # DataLoader workers, or a caller who chose one thread
+            return batch(*args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return batch(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,6 +679,7 @@ class ShapesDataset(_SyntheticBase):
                 out["noise"][s] = self.depth_noise * torch.randn(h, w, generator=g)
         return out
 
+    @_single_threaded
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         """Render several scenes at once, stacked as the items are: ``(images (B, C, H, W),
         labels (B, H, W))`` and, with ``geometry``, ``geo (B, H, W)``; ``C`` is 4 with
@@ -729,6 +753,7 @@ class ShapesClassification(_SyntheticBase):
         obj = _draw_object(g, cls=cls, cx=cx, cy=cy, radius=r, bg_base=bg["base"])
         return [obj], bg, cls
 
+    @_single_threaded
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Render several crops at once: ``(images (B, 3, H, W), targets (B,))``."""
         img, _, targets = self._render_batch(list(indices))

@@ -433,3 +433,19 @@ def test_bad_chapter7_options():
         ShapesDataset(depth=True, depth_holes=1.0)
     with pytest.raises(ValueError, match="depth_noise"):
         ShapesDataset(depth=True, depth_noise=-0.1)
+
+
+def test_scenes_do_not_depend_on_the_thread_count_and_leave_it_alone():
+    # with 2 threads, split reductions used to change some pixels in the last bit
+    ds = ShapesDataset("train", size=128, length=16, depth=True, geometry=True)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            results.append(ds.batch(range(16)))
+            assert torch.get_num_threads() == n  # restored after generation
+        for other in results[1:]:
+            assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
+    finally:
+        torch.set_num_threads(threads)

@@ -1,4 +1,9 @@
-"""Tests for fcnlib.viz: the VOC palette, colorize/overlay, and that the figures get built."""
+"""Tests for fcnlib.viz: the VOC palette, colorize/overlay, that the figures get built, and that
+the architecture figures show the nets' own numbers."""
+
+import itertools
+import math
+import re
 
 import matplotlib
 
@@ -7,11 +12,24 @@ matplotlib.use("Agg")  # no display needed; must come before pyplot is imported
 import matplotlib.pyplot as plt
 import pytest
 import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import Text
+from torch import nn
 from torch.testing import assert_close
 
+from fcnlib.backbones import build_classifier
+from fcnlib.models import convolutionalize, fcn8s, fcn16s, fcn32s
+from fcnlib.upsample import shift_and_stitch
 from fcnlib.viz import (
+    _stitch_sources,
     colorize,
+    draw_fc_to_conv,
+    draw_fusion_graph,
+    draw_pipeline,
+    draw_shift_and_stitch,
+    draw_transposed_conv,
     legend_handles,
     overlay,
     plot_curves,
@@ -198,3 +216,159 @@ def test_plot_curves_errors():
         plot_curves({"step": [0], "loss": [1.0]}, keys=["accuracy"])
     with pytest.raises(ValueError, match="values"):
         plot_curves({"step": [0, 1], "loss": [1.0]})
+
+
+# ------------------------------------------------------------------- architecture figures
+
+
+def _drawn(fig, gid):
+    """The texts drawn with this gid, left to right."""
+    texts = [t for t in fig.findobj(Text) if t.get_gid() == gid]
+    return [t.get_text() for t in sorted(texts, key=lambda t: t.get_position()[0])]
+
+
+def _size(text):
+    """The last 'h×w' (or 'c×h×w') written in a label, as a tuple of ints."""
+    return tuple(int(v) for v in re.findall(r"\d+(?:×\d+)+", text)[-1].split("×"))
+
+
+def _pool_sizes(net, x):
+    """pool1, pool2, ... of an FCN's trunk on x, read off its max pools by forward hooks."""
+    pools = [m for m in net.features.modules() if isinstance(m, nn.MaxPool2d)]
+    sizes = []
+    hooks = [p.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-2:])) for p in pools]
+    with torch.no_grad():
+        maps = net.eval().score_maps(x)
+    for h in hooks:
+        h.remove()
+    return {f"pool{k + 1}": tuple(s) for k, s in enumerate(sizes)}, maps
+
+
+def _no_text_overlaps(fig):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.findobj(Text) if t.get_text().strip()]
+    for a, b in itertools.combinations(boxes, 2):
+        overlap_w = min(a.x1, b.x1) - max(a.x0, b.x0)
+        overlap_h = min(a.y1, b.y1) - max(a.y0, b.y0)
+        assert overlap_w <= 1 or overlap_h <= 1, f"texts overlap: {a} and {b}"
+
+
+@pytest.mark.parametrize(
+    ("builder", "size", "align"),
+    [(fcn8s, (96, 128), "same"), (fcn16s, 70, "same"), (fcn8s, (64, 45), "caffe")],
+)
+def test_fusion_graph_sizes_are_the_nets(builder, size, align):
+    net = builder("tiny_vgg", n_classes=5, align=align)
+    h, w = (size, size) if isinstance(size, int) else size
+    pools, maps = _pool_sizes(net, torch.zeros(1, 3, h, w))
+    fig = draw_fusion_graph(net, size=size)
+    assert isinstance(fig, Figure)
+    for name, hw in pools.items():  # pool1 .. pool5, strides 2 .. 32
+        (text,) = _drawn(fig, name)
+        assert _size(text) == hw and f"1/{2 ** int(name[-1])}" in text
+    with torch.no_grad():
+        assert _size(_drawn(fig, "fc7")[0]) == tuple(net.fc(maps["pool5"]).shape[-2:])
+    skips = [f"pool{int(math.log2(s))}" for s in net.skip_strides]  # pool4, pool3
+    for name in ["score_fr", "score", *[f"{k}_{p}" for p in skips for k in ("score", "fuse")]]:
+        (text,) = _drawn(fig, name)
+        assert _size(text) == tuple(maps[name].shape[-2:]), name
+    assert _size(_drawn(fig, "score")[0]) == (h, w)
+    for s in (32, 16):  # the coarser nets' rows end at the input size too
+        if s > net.stride:
+            assert _size(_drawn(fig, f"FCN-{s}s")[0]) == (h, w)
+    _no_text_overlaps(fig)
+
+
+@pytest.mark.parametrize("size", [128, (100, 60)])
+def test_pipeline_sizes_are_the_nets(size):
+    net = fcn32s("tiny_vgg", n_classes=4)
+    h, w = (size, size) if isinstance(size, int) else size
+    pools, maps = _pool_sizes(net, torch.zeros(1, 3, h, w))
+    fig = draw_pipeline(net, size=size)
+    for name, hw in pools.items():
+        assert _size(_drawn(fig, name)[0]) == hw
+    assert _size(_drawn(fig, "score_fr")[0]) == tuple(maps["score_fr"].shape[-2:])
+    assert _size(_drawn(fig, "score")[0]) == (h, w) == tuple(maps["score"].shape[-2:])
+    _no_text_overlaps(fig)
+
+
+def test_pipeline_refuses_skips_and_draws_into_axes():
+    with pytest.raises(ValueError, match="draw_fusion_graph"):
+        draw_pipeline(fcn8s("tiny_vgg"))
+    fig, ax = plt.subplots()
+    assert draw_pipeline(ax=ax) is fig
+
+
+@pytest.mark.parametrize("size", [96, 200, 256])
+def test_fc_to_conv_shapes_are_the_nets(size):
+    clf = build_classifier("tiny_vgg").eval()
+    dense = convolutionalize(clf).eval()
+    fig = draw_fc_to_conv(clf, size=size)
+    assert isinstance(fig, Figure)
+    with torch.no_grad():
+        pool5 = clf.features(torch.zeros(1, 3, 96, 96))
+        logits = clf(torch.zeros(1, 3, 96, 96))
+        pool5_big = dense.features(torch.zeros(1, 3, size, size))
+        heat = dense(torch.zeros(1, 3, size, size))
+        fc6 = dense.classifier[0](pool5_big)
+    assert _size(_drawn(fig, "trunk")[0]) == tuple(pool5.shape[1:])
+    assert f"\n{pool5[0].numel()}" in _drawn(fig, "flatten")[0]
+    assert _drawn(fig, "fc8-linear")[0].endswith(f"→ {logits.shape[1]}")
+    assert _size(_drawn(fig, "trunk-dense")[0]) == tuple(pool5_big.shape[1:])
+    assert _size(_drawn(fig, "fc6-conv")[0]) == tuple(fc6.shape[1:])
+    assert "3×3 conv" in _drawn(fig, "fc6-conv")[0] and "1×1 conv" in _drawn(fig, "fc8-conv")[0]
+    assert _size(_drawn(fig, "fc8-conv")[0]) == tuple(heat.shape[1:])
+    _no_text_overlaps(fig)
+
+
+@pytest.mark.parametrize(("f", "n"), [(2, 1), (2, 2), (3, 2), (2, 4)])
+def test_shift_and_stitch_interlacing_is_a_bijection_and_fcnlibs(f, n):
+    src = _stitch_sources(f, n)  # (f n, f n, 4): (dy, dx, i, j) per dense pixel
+    assert src.shape == (f * n, f * n, 4)
+    assert len({tuple(s) for s in src.flatten(0, 1).tolist()}) == (f * n) ** 2  # one-to-one
+    assert int(src[..., :2].max()) == f - 1 and int(src[..., 2:].max()) == n - 1  # onto
+
+    def which(batch):  # each copy's output: (copy index, i, j) at cell (i, j)
+        b, _, h, w = batch.shape
+        i, j = torch.meshgrid(torch.arange(h // f), torch.arange(w // f), indexing="ij")
+        k = torch.arange(b).view(b, 1, 1).expand(b, h // f, w // f)
+        return torch.stack([k, i.expand_as(k), j.expand_as(k)], dim=1).float()
+
+    dense = shift_and_stitch(which, torch.zeros(1, 1, f * n, f * n), f)[0].long()
+    assert torch.equal(dense[0], src[..., 0] * f + src[..., 1])  # copies in (dy, dx) order
+    assert torch.equal(dense[1], src[..., 2]) and torch.equal(dense[2], src[..., 3])
+
+    fig = draw_shift_and_stitch(f, n=n)
+    for p, q in itertools.product(range(f * n), repeat=2):
+        assert _drawn(fig, f"dense {p},{q}") == [f"{src[p, q, 2]},{src[p, q, 3]}"]
+    _no_text_overlaps(fig)
+
+
+@pytest.mark.parametrize(
+    ("x", "w", "stride"),
+    [
+        ((1.0, 3.0, 2.0), (0.5, 1.0, 0.5), 2),
+        ((2.0, -1.0, 4.0, 1.0), (1.0, 2.0, 3.0), 1),
+        ((1.5, 2.0), (0.25, 0.75, 0.75, 0.25), 2),
+        ((3.0, 1.0, 2.0), (1.0, -2.0), 3),  # gaps: the kernel is shorter than the stride
+    ],
+)
+def test_transposed_conv_sums_are_conv_transpose1d(x, w, stride):
+    fig = draw_transposed_conv(x, w, stride=stride)
+    drawn = torch.tensor([float(t) for t in _drawn(fig, "output")], dtype=torch.float64)
+    want = F.conv_transpose1d(
+        torch.tensor(x, dtype=torch.float64).view(1, 1, -1),
+        torch.tensor(w, dtype=torch.float64).view(1, 1, -1),
+        stride=stride,
+    ).flatten()
+    assert_close(drawn, want, rtol=0, atol=6e-4)  # printed to 3 decimals
+    assert [float(t) for t in _drawn(fig, "input")] == list(x)
+    _no_text_overlaps(fig)
+
+
+def test_architecture_figure_errors():
+    with pytest.raises(ValueError, match="f must be"):
+        draw_shift_and_stitch(4)
+    with pytest.raises(ValueError, match="readable"):
+        draw_transposed_conv(range(8), (1.0, 1.0))

@@ -65,8 +65,11 @@ Items
 -----
 ``image`` float32 ``(C, H, W)`` and label(s) int64 ``(H, W)`` with 255 = void, as
 :mod:`fcnlib.voc`; ``transforms`` act jointly on image and label(s), e.g.
-:func:`fcnlib.voc.train_transform`. Offline, :func:`write_fake_siftflow`, :func:`write_fake_nyud`
-and :func:`write_fake_context` write tiny datasets in the real formats::
+:func:`fcnlib.voc.train_transform`. Each item is checked as it is read: a label (or a second
+image modality) of another size than the image, a raw class id the dataset does not define, or a
+file that does not decode raises an error naming the sample and the file (ValueError, OSError).
+Offline, :func:`write_fake_siftflow`, :func:`write_fake_nyud` and :func:`write_fake_context`
+write tiny datasets in the real formats::
 
     >>> import tempfile
     >>> root = tempfile.mkdtemp()
@@ -95,7 +98,16 @@ from torchvision.transforms.v2 import functional as TF
 from fcnlib import voc
 from fcnlib.data import IGNORE_INDEX
 from fcnlib.viz import voc_palette
-from fcnlib.voc import DatasetNotFoundError, PairTransform, _root, _write_lines
+from fcnlib.voc import (
+    DatasetNotFoundError,
+    PairTransform,
+    _check_ids,
+    _check_size,
+    _decode,
+    _read_rgb,
+    _root,
+    _write_lines,
+)
 from fcnlib.voc import _check_fake_size as _fake_size
 from fcnlib.voc import read_ids as _read_ids
 
@@ -190,10 +202,10 @@ def _check(name: str, value: Any, valid: Sequence[Any]) -> Any:
     return value
 
 
-def _load_mat(path: Path, variable: str) -> np.ndarray:
+def _load_mat(path: Path, variable: str, sample: str, fix: str) -> np.ndarray:
     from scipy.io import loadmat
 
-    mat = loadmat(path)
+    mat = _decode(path, loadmat, sample, fix)
     if variable not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
         raise KeyError(f"{path} has no variable {variable!r} (it has {found})")
@@ -207,10 +219,11 @@ def _shift_classes(raw: np.ndarray, n_classes: int) -> np.ndarray:
     return np.where(labelled, raw - 1, IGNORE_INDEX).astype(np.uint8)
 
 
-def _rgb(path: Path) -> torch.Tensor:
-    """uint8 (3, H, W) from a JPEG or PNG."""
+def _read_depth(path: Path) -> torch.Tensor:
+    """A 16-bit depth PNG in millimetres -> float32 (1, H, W) in metres."""
     with Image.open(path) as im:
-        return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
+        millimetres = np.array(im).astype(np.float32)
+    return torch.from_numpy(millimetres / 1000)[None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,12 +244,48 @@ class _Pairs(Dataset):
     split: str
     root: Path
 
-    def __init__(self, ids: list[str], transforms: Transforms | None) -> None:
+    def __init__(self, ids: list[str], transforms: Transforms | None, lists: list[Path]) -> None:
         self.ids = ids
         self.transforms = _joint(transforms)
+        self._lists = lists  # the split lists the ids came from, named in errors
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         raise NotImplementedError
+
+    def _fix(self, name: str) -> str:
+        lists = " / ".join(str(p) for p in self._lists)
+        return (
+            f"Replace the file with the one from the dataset's archive, or remove {name!r} "
+            f"from {lists}."
+        )
+
+    def _image(self, name: str, path: Path) -> torch.Tensor:
+        """uint8 (3, H, W); a file that does not decode is named."""
+        return _decode(path, _read_rgb, name, self._fix(name))
+
+    def _label(
+        self,
+        name: str,
+        path: Path,
+        variable: str,
+        n_classes: int,
+        image: tuple[Path, torch.Size],
+        *,
+        unlabelled: tuple[int, ...] = (0,),
+    ) -> np.ndarray:
+        """The ``.mat`` label ``path`` holding raw ids 1..n_classes and ``unlabelled`` values,
+        checked against its image ``(path, shape)`` and shifted to 0..n-1 and void: uint8
+        (H, W). Raw ids beyond those are errors in the file, not "unlabelled"."""
+        fix = self._fix(name)
+        raw = np.asarray(_load_mat(path, variable, name, fix))
+        _check_size(name, (path, raw.shape), image, fix)
+        raw = raw.astype(np.int64)
+        listed = " or ".join(map(str, unlabelled))
+        expected = f"1..{n_classes} ({n_classes} classes) or {listed} (unlabelled)"
+        _check_ids(
+            name, raw, path, (min(unlabelled), n_classes), void=None, expected=expected, fix=fix
+        )
+        return _shift_classes(raw, n_classes)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -281,6 +330,9 @@ class SIFTFlow(_Pairs):
 
     Raises:
         DatasetNotFoundError: if the data or the split list is absent.
+        ValueError: on reading an item whose label is not the image's size or holds a raw id
+            outside 0..33 (semantic) or -1..3 (geometric); the message names the file.
+        OSError: on reading an item whose image or label file does not decode, naming it.
     """
 
     def __init__(
@@ -303,18 +355,21 @@ class SIFTFlow(_Pairs):
             f"  2. the FCN split lists trainval.txt and test.txt, from\n"
             f"     {_FCN_REPO}/tree/master/data/sift-flow, copied into {folder}."
         )
-        _require("SIFT Flow", split, self.root, [folder, *needed, folder / f"{split}.txt"], how)
-        super().__init__(_read_ids(folder / f"{split}.txt"), transforms)
+        split_list = folder / f"{split}.txt"
+        _require("SIFT Flow", split, self.root, [folder, *needed, split_list], how)
+        super().__init__(_read_ids(split_list), transforms, [split_list])
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        image = _rgb(self.folder / "Images" / _SCENES / f"{name}.jpg")
+        path = self.folder / "Images" / _SCENES / f"{name}.jpg"
+        image = self._image(name, path)
         labels = []
         if self.task != "geometric":
-            raw = _load_mat(self.folder / "SemanticLabels" / _SCENES / f"{name}.mat", "S")
-            labels.append(_shift_classes(raw, len(SIFTFLOW_CLASSES)))
+            mat = self.folder / "SemanticLabels" / _SCENES / f"{name}.mat"
+            labels.append(self._label(name, mat, "S", len(SIFTFLOW_CLASSES), (path, image.shape)))
         if self.task != "semantic":
-            raw = _load_mat(self.folder / "GeoLabels" / _SCENES / f"{name}.mat", "S")
-            labels.append(_shift_classes(raw, len(SIFTFLOW_GEO_CLASSES)))
+            mat = self.folder / "GeoLabels" / _SCENES / f"{name}.mat"
+            n = len(SIFTFLOW_GEO_CLASSES)
+            labels.append(self._label(name, mat, "S", n, (path, image.shape), unlabelled=(-1, 0)))
         label = torch.from_numpy(np.stack(labels))  # (1 or 2, H, W)
         return tv_tensors.Image(image), tv_tensors.Mask(label if len(labels) == 2 else label[0])
 
@@ -507,6 +562,9 @@ class NYUDv2(_Pairs):
 
     Raises:
         DatasetNotFoundError: if a split list, the labels or the modality's images are absent.
+        ValueError: on reading an item whose images and label differ in size or whose label
+            holds a raw id outside 0..40; the message names the file.
+        OSError: on reading an item whose image, depth or label file does not decode.
     """
 
     def __init__(
@@ -537,23 +595,29 @@ class NYUDv2(_Pairs):
         )
         needed = [folder, *lists, folder / "segmentation", *data]
         _require("NYUDv2", split, self.root, needed, how)
-        super().__init__([i for f in lists for i in _read_ids(f)], transforms)
+        super().__init__([i for f in lists for i in _read_ids(f)], transforms, lists)
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        data = self.folder / "data"
-        parts = []
+        data, fix = self.folder / "data", self._fix(name)
+        parts: list[tuple[Path, torch.Tensor]] = []  # (file, (C, H, W)), in channel order
         if self.modality in ("rgb", "rgbd", "rgb-hha"):
-            parts.append(_rgb(data / "images" / f"img_{name}.png"))
+            path = data / "images" / f"img_{name}.png"
+            parts.append((path, self._image(name, path)))
         if self.modality in ("hha", "rgb-hha"):
-            parts.append(_rgb(data / "hha" / f"img_{name}.png"))
+            path = data / "hha" / f"img_{name}.png"
+            parts.append((path, self._image(name, path)))
         if self.modality in ("depth", "rgbd"):
-            with Image.open(data / "depth" / f"img_{name}.png") as im:
-                millimetres = np.array(im).astype(np.float32)
-            depth = torch.from_numpy(millimetres / 1000)[None]  # (1, H, W) m
-            parts = [p.float() / 255 for p in parts] + [depth]  # RGB in [0, 1] next to metres
-        raw = _load_mat(self.folder / "segmentation" / f"img_{name}.mat", "segmentation")
-        label = torch.from_numpy(_shift_classes(raw, len(NYUD_CLASSES)))
-        return tv_tensors.Image(torch.cat(parts)), tv_tensors.Mask(label)
+            path = data / "depth" / f"img_{name}.png"
+            depth = _decode(path, _read_depth, name, fix)  # (1, H, W) m
+            # RGB in [0, 1] next to metres
+            parts = [(p, x.float() / 255) for p, x in parts] + [(path, depth)]
+        first = (parts[0][0], parts[0][1].shape)
+        for path, x in parts[1:]:
+            _check_size(name, (path, x.shape[-2:]), first, fix, what="image")
+        mat = self.folder / "segmentation" / f"img_{name}.mat"
+        label = self._label(name, mat, "segmentation", len(NYUD_CLASSES), first)
+        image = torch.cat([x for _, x in parts])
+        return tv_tensors.Image(image), tv_tensors.Mask(torch.from_numpy(label))
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,9 +645,10 @@ def _read_context_labels(path: Path) -> dict[str, int]:
 
 
 def _context_lookup(labels_txt: Path) -> np.ndarray:
-    """uint8 table raw id (0..65535) -> task label: 1..59 for the 59 classes, 0 for the rest."""
+    """uint8 table raw id (0 and the ids labels.txt lists) -> task label: 1..59 for the 59
+    classes, 0 for the rest."""
     raw_ids = _read_context_labels(labels_txt)
-    table = np.zeros(2**16, dtype=np.uint8)
+    table = np.zeros(max(raw_ids.values(), default=0) + 1, dtype=np.uint8)
     for task_id, name in enumerate(CONTEXT_CLASSES[1:], start=1):
         raw_name = _CONTEXT_RAW_NAMES.get(name, name)
         if raw_name not in raw_ids:
@@ -613,6 +678,9 @@ class PascalContext(_Pairs):
     Raises:
         DatasetNotFoundError: if the annotations, labels.txt, the split list or the images are
             absent.
+        ValueError: on reading an item whose ``LabelMap`` is not the image's size or holds a
+            raw id above the largest that labels.txt lists; the message names the file.
+        OSError: on reading an item whose image or label file does not decode.
     """
 
     def __init__(
@@ -653,12 +721,19 @@ class PascalContext(_Pairs):
         needed = [self.folder, self.folder / "trainval", self.folder / "labels.txt", split_file]
         _require("PASCAL-Context", split, self.root, [*needed, voc_folder / "JPEGImages"], how)
         self._table = _context_lookup(self.folder / "labels.txt")
-        super().__init__(_read_ids(split_file), transforms)
+        super().__init__(_read_ids(split_file), transforms, [split_file])
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        image = _rgb(self.voc_folder / "JPEGImages" / f"{name}.jpg")
-        raw = _load_mat(self.folder / "trainval" / f"{name}.mat", "LabelMap")
-        label = self._table[np.asarray(raw).astype(np.int64).clip(0, 2**16 - 1)]
+        path, fix = self.voc_folder / "JPEGImages" / f"{name}.jpg", self._fix(name)
+        image = self._image(name, path)
+        mat = self.folder / "trainval" / f"{name}.mat"
+        raw = np.asarray(_load_mat(mat, "LabelMap", name, fix))
+        _check_size(name, (mat, raw.shape), (path, image.shape), fix)
+        raw = raw.astype(np.int64)
+        top = len(self._table) - 1
+        expected = f"0 (unlabelled) or a raw id of {self.folder / 'labels.txt'}, 1..{top}"
+        _check_ids(name, raw, mat, (0, top), void=None, expected=expected, fix=fix)
+        label = self._table[raw]
         if self.background == "void":
             label = np.where(label == 0, IGNORE_INDEX, label - 1).astype(np.uint8)
         return tv_tensors.Image(image), tv_tensors.Mask(torch.from_numpy(label))

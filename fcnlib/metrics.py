@@ -13,6 +13,17 @@ ground truth, mean IU skips classes absent from both ground truth and prediction
 predicted but never present scores IU 0 and does count). Pixels labelled ``ignore_index`` (255,
 PASCAL VOC's "void" border) are not counted at all.
 
+Other libraries differ exactly at those 0/0 classes. torchmetrics (checked from 1.0 to 1.9, with
+``ignore_index=255``) gives the same matrix, pixel accuracy (``MulticlassAccuracy`` with
+``average="micro"``), mean IU (``MulticlassJaccardIndex``, ``average="macro"``, which also leaves
+out classes absent from both ground truth and prediction) and f.w. IU (``average="weighted"``).
+Its mean accuracy (``MulticlassAccuracy``, ``average="macro"``) differs: it leaves out only the
+classes absent from both, so a class that is predicted but absent from the ground truth enters
+its mean with accuracy 0, where the paper's mean skips it; with ``k`` such classes out of ``n``
+(and none absent from both), its value is this one times ``(n - k) / n``. Its per-class values
+(``average="none"``) are 0 where these are nan. Before 1.0 (0.11), its macro mean IU also
+counted classes absent from both as IU 0.
+
 Accumulate the matrix over the whole evaluation set and compute once at the end: the mean of
 per-image mean IUs is a different (and not the paper's) number.
 

@@ -44,7 +44,9 @@ Items
 Every dataset here yields ``(image, label)`` in the convention of
 :class:`fcnlib.data.ShapesDataset`: ``image`` float32 (3, H, W) in [0, 1], ``label`` int64 (H, W)
 holding 0..20 or 255 (void). ``transforms`` act jointly on the pair, so that a mirrored image
-gets a mirrored label: see :func:`train_transform` and :func:`eval_transform`.
+gets a mirrored label: see :func:`train_transform` and :func:`eval_transform`. Each item is
+checked as it is read: a label of another size than its image, a class id outside 0..20 other
+than 255, or a file that does not decode raises an error naming the sample and the file.
 
 Offline, :func:`write_fake_voc` and :func:`write_fake_sbd` write tiny random datasets in exactly
 the real on-disk formats, so the same code runs in tests and CI::
@@ -422,6 +424,88 @@ def eval_transform() -> PairTransform:
 
 
 # --------------------------------------------------------------------------------------------
+# Reading one sample, with errors that name the file: a dataset of thousands of images is only
+# as good as its worst file, and "image file is truncated" alone does not say which one that is.
+# --------------------------------------------------------------------------------------------
+
+
+def _decode(path: Path, read: Callable[[Path], Any], sample: str, fix: str) -> Any:
+    """``read(path)``; a file that does not decode raises OSError naming it and the sample."""
+    try:
+        return read(path)
+    except (FileNotFoundError, MemoryError):
+        raise  # already say what they are (a missing file names itself)
+    except Exception as e:  # decoders raise OSError, ValueError, IndexError, SyntaxError, ...
+        raise OSError(
+            f"sample {sample!r}: could not decode {path} ({type(e).__name__}: {e}). The file "
+            f"is truncated or corrupt. {fix}"
+        ) from e
+
+
+def _read_rgb(path: Path) -> torch.Tensor:
+    """uint8 (3, H, W) from a JPEG or PNG file (decoded in full, so truncation shows here)."""
+    with Image.open(path) as im:
+        return TF.pil_to_tensor(im.convert("RGB"))
+
+
+def _check_size(
+    sample: str,
+    label: tuple[Path, Sequence[int]],
+    image: tuple[Path, Sequence[int]],
+    fix: str,
+    *,
+    what: str = "label",
+) -> None:
+    """Raise ValueError unless ``label``'s shape is ``image``'s (H, W): (path, shape) pairs."""
+    (label_path, label_shape), (image_path, image_shape) = label, image
+    h, w = image_shape[-2:]
+    if tuple(label_shape) != (h, w):
+        raise ValueError(
+            f"sample {sample!r}: the {what} {label_path} has shape {tuple(label_shape)}, but "
+            f"the image {image_path} is {h}x{w} (H x W): expected shape ({h}, {w}), one value "
+            f"per pixel of that image. {fix}"
+        )
+
+
+def _check_ids(
+    sample: str,
+    label: np.ndarray,
+    path: Path,
+    valid: tuple[int, int],
+    *,
+    void: int | None,
+    expected: str,
+    fix: str,
+) -> None:
+    """Raise ValueError if integer ``label`` holds values outside ``valid`` (inclusive) other
+    than ``void``; one pass of two comparisons over the label, the slow part only on failure."""
+    low, high = valid
+    outside = label[(label < low) | (label > high)]
+    if void is not None:
+        outside = outside[outside != void]
+    if outside.size:
+        found = np.unique(outside).tolist()
+        listed = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
+        raise ValueError(
+            f"sample {sample!r}: the label {path} holds class ids [{listed}]; expected "
+            f"{expected}. {fix}"
+        )
+
+
+def _read_voc_label(path: Path) -> np.ndarray:
+    """A VOC palette PNG's pixel values, the class ids: uint8 (H, W) (mode P or L)."""
+    with Image.open(path) as im:
+        return np.array(im)
+
+
+def _read_sbd_label(path: Path) -> np.ndarray:
+    """SBD's ``GTcls.Segmentation`` (as torchvision's SBDataset reads it): uint8 (H, W)."""
+    from scipy.io import loadmat
+
+    return np.asarray(loadmat(path)["GTcls"][0]["Segmentation"][0])
+
+
+# --------------------------------------------------------------------------------------------
 # Datasets.
 # --------------------------------------------------------------------------------------------
 
@@ -451,8 +535,29 @@ class _Segmentation(Dataset):
     def __len__(self) -> int:
         return len(self._index)
 
+    def _read_label(self, path: Path) -> np.ndarray:
+        raise NotImplementedError
+
+    def _fix(self, sample: str) -> str:
+        return (
+            f"Replace the file with a good copy (download the dataset again), or leave "
+            f"{sample!r} out with ids=."
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = self._tv[self._index[index]]  # PIL image, PIL label
+        # torchvision's dataset supplies the file lists; the files are read here, so that a bad
+        # one is named (torchvision's __getitem__ would raise PIL's or SciPy's bare message).
+        i, name = self._index[index], self.ids[index]
+        image_path, label_path = Path(self._tv.images[i]), Path(self._tv.masks[i])
+        fix = self._fix(name)
+        image = _decode(image_path, _read_rgb, name, fix)  # uint8 (3, H, W)
+        label = _decode(label_path, self._read_label, name, fix)  # (H, W)
+        _check_size(name, (label_path, label.shape), (image_path, image.shape), fix)
+        n = len(VOC_CLASSES)
+        expected = f"0..{n - 1} (the {n} VOC classes) or {IGNORE_INDEX} (void)"
+        _check_ids(
+            name, label, label_path, (0, n - 1), void=IGNORE_INDEX, expected=expected, fix=fix
+        )
         image, label = as_tv_tensors(image, label)
         if self.transforms is not None:
             image, label = self.transforms(image, label)
@@ -474,6 +579,10 @@ class VOCSegmentation(_Segmentation):
 
     Raises:
         DatasetNotFoundError: if the data is absent (and ``download`` is False).
+        ValueError: on reading an item whose label is not the image's size or holds a class id
+            other than 0..20 and 255; the message names the sample and the file.
+        OSError: on reading an item whose image or label file does not decode (truncated,
+            corrupt), naming the file.
     """
 
     def __init__(
@@ -496,6 +605,9 @@ class VOCSegmentation(_Segmentation):
         tv = torchvision.datasets.VOCSegmentation(self.root, year=self.year, image_set=split)
         super().__init__(tv, ids, transforms)
 
+    def _read_label(self, path: Path) -> np.ndarray:
+        return _read_voc_label(path)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(year={self.year!r}, split={self.split!r}, "
@@ -513,6 +625,7 @@ class SBDSegmentation(_Segmentation):
 
     Raises:
         DatasetNotFoundError: if the data is absent (and ``download`` is False).
+        ValueError, OSError: on reading a bad item, as :class:`VOCSegmentation`.
     """
 
     def __init__(
@@ -532,6 +645,9 @@ class SBDSegmentation(_Segmentation):
         folder = dataset_dir("sbd", self.root)
         tv = torchvision.datasets.SBDataset(folder, image_set=split, mode="segmentation")
         super().__init__(tv, ids, transforms)
+
+    def _read_label(self, path: Path) -> np.ndarray:
+        return _read_sbd_label(path)
 
     def __repr__(self) -> str:
         return (

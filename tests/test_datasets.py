@@ -2,13 +2,16 @@
 
 import math
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from fcnlib import datasets as ds
 from fcnlib import voc
@@ -277,6 +280,130 @@ def test_context_labels_txt_without_a_task_class_is_named(tmp_path, context):
     labels_txt.write_text(labels_txt.read_text().replace("80: cloth\n", ""))
     with pytest.raises(ValueError, match=r"does not list the class 'cloth'"):
         ds.PascalContext("train", root=tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# A bad file is named: wrong label size, class ids the dataset does not define, damaged files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One loader on a fresh fake dataset: where its first item's files are, what it accepts."""
+
+    write: Callable[[Path], object]  # the fake writer
+    load: Callable[[Path], Dataset]
+    image: str  # the image's path under the root, {} is the id
+    label: str  # the label's .mat under the root
+    variable: str
+    split_list: str
+    valid: tuple[int, int]  # raw ids the file may hold, inclusive
+    bad: tuple[int, ...]  # raw ids it may not
+
+
+SIFT_IMAGE = f"sift-flow/Images/{SCENES}/{{}}.jpg"
+CASES = {
+    "siftflow-semantic": Case(
+        lambda r: ds.write_fake_siftflow(r, n_trainval=2, n_test=1, size=(24, 32)),
+        lambda r: ds.SIFTFlow("trainval", root=r),
+        SIFT_IMAGE, f"sift-flow/SemanticLabels/{SCENES}/{{}}.mat", "S",
+        "sift-flow/trainval.txt", (0, 33), (34, -1, 255),
+    ),
+    "siftflow-geometric": Case(
+        lambda r: ds.write_fake_siftflow(r, n_trainval=2, n_test=1, size=(24, 32)),
+        lambda r: ds.SIFTFlow("trainval", root=r, task="both"),
+        SIFT_IMAGE, f"sift-flow/GeoLabels/{SCENES}/{{}}.mat", "S",
+        "sift-flow/trainval.txt", (-1, 3), (4, -2, 33),
+    ),
+    "nyud": Case(
+        lambda r: ds.write_fake_nyud(r, n_train=2, n_val=1, n_test=1, size=(24, 32)),
+        lambda r: ds.NYUDv2("train", root=r),
+        "nyud/data/images/img_{}.png", "nyud/segmentation/img_{}.mat", "segmentation",
+        "nyud/train.txt", (0, 40), (41, -1, 255),
+    ),
+    "context": Case(
+        lambda r: ds.write_fake_context(r, n_train=2, n_val=1, size=(24, 32)),
+        lambda r: ds.PascalContext("train", root=r),
+        "VOCdevkit/VOC2010/JPEGImages/{}.jpg", "pascal-context/trainval/{}.mat", "LabelMap",
+        "VOCdevkit/VOC2010/ImageSets/Main/train.txt", (0, 459), (460, 65535, -1),
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(params=list(CASES))
+def case(request, tmp_path):
+    """(Case, the first item's id) on a fresh fake dataset under tmp_path."""
+    case = CASES[request.param]
+    case.write(tmp_path)
+    return case, case.load(tmp_path).ids[0]
+
+
+def _write_label(case, root, name, label):
+    scipy.io.savemat(root / case.label.format(name), {case.variable: label.astype(np.int32)})
+
+
+def _assert_names(message, root, case, name, *files):
+    assert repr(name) in message and str((root / case.split_list).resolve()) in message
+    for f in files:
+        assert str((root / f.format(name)).resolve()) in message
+
+
+@pytest.mark.parametrize("shape", [(20, 32), (24, 31), (32, 24)])
+def test_label_of_another_size_than_its_image_is_named(tmp_path, case, shape):
+    case, name = case
+    _write_label(case, tmp_path, name, np.full(shape, case.valid[1]))
+    with pytest.raises(ValueError, match=r"expected shape \(24, 32\)") as info:
+        case.load(tmp_path)[0]
+    _assert_names(str(info.value), tmp_path, case, name, case.image, case.label)
+    assert f"has shape {shape}" in str(info.value)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_class_ids_the_dataset_does_not_define_are_named(tmp_path, case, which):
+    case, name = case
+    bad = case.bad[which]
+    label = np.full((24, 32), case.valid[1])
+    label[5, 7] = bad
+    _write_label(case, tmp_path, name, label)
+    with pytest.raises(ValueError, match=rf"class ids \[{bad}\]") as info:
+        case.load(tmp_path)[0]
+    _assert_names(str(info.value), tmp_path, case, name, case.label)
+
+
+def test_every_raw_id_the_dataset_defines_loads(tmp_path, case):
+    case, name = case
+    low, high = case.valid
+    label = np.resize(np.arange(low, high + 1), (24, 32))  # every id at least once
+    _write_label(case, tmp_path, name, label)
+    item = case.load(tmp_path)[0]
+    assert all(x.shape[-2:] == (24, 32) for x in item)
+
+
+@pytest.mark.parametrize("which", ["image", "label"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_truncated_or_corrupt_file_is_named(tmp_path, case, which, damage):
+    case, name = case
+    path = tmp_path / getattr(case, which).format(name)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a file" * 8)
+    with pytest.raises(OSError, match="truncated or corrupt") as info:
+        case.load(tmp_path)[0]
+    _assert_names(str(info.value), tmp_path, case, name, getattr(case, which))
+    assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(("modality", "sub"), [("rgb-hha", "hha"), ("rgbd", "depth")])
+def test_nyud_second_modality_of_another_size_is_named(tmp_path, nyud, modality, sub):
+    name = nyud.splits["train"][0]
+    path = tmp_path / "nyud" / "data" / sub / f"img_{name}.png"
+    with Image.open(path) as im:
+        im.crop((0, 0, 32, 20)).save(path)
+    with pytest.raises(ValueError, match=r"expected shape \(24, 32\)") as info:
+        ds.NYUDv2("train", root=tmp_path, modality=modality)[0]
+    assert str(path.resolve()) in str(info.value) and "images/img_5001.png" in str(info.value)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(OSError, match=f"could not decode {path.resolve()}"):
+        ds.NYUDv2("train", root=tmp_path, modality=modality)[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests for fcnlib.metrics: hand-worked examples, edge cases, a numpy reference, bad inputs."""
+"""Tests for fcnlib.metrics: hand-worked examples, edge cases, a numpy reference, torchmetrics
+and scipy.ndimage as independent implementations, bad inputs."""
 
 import dataclasses
 import math
@@ -7,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.testing import assert_close
 
 from fcnlib.metrics import ConfusionMatrix, Scores, boundary_band, scores
@@ -181,6 +183,82 @@ def test_matches_numpy_reference(n_classes, seed):
     assert s.fw_iu == pytest.approx(fw)
 
 
+# -------------------------------------------------- torchmetrics, an independent implementation
+
+
+def _random_labels(seed, n_classes, *, absent=(), predicted_only=()):
+    """(pred, target) int64 (3, 24, 24) with void in the target; ``absent`` classes occur in
+    neither, ``predicted_only`` classes only in the prediction; every other class in both."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (3, 24, 24)
+    in_target = torch.tensor([c for c in range(n_classes) if c not in (*absent, *predicted_only)])
+    in_pred = torch.tensor([c for c in range(n_classes) if c not in absent])
+    target = in_target[torch.randint(0, len(in_target), shape, generator=g)]
+    target[torch.rand(shape, generator=g) < 0.1] = 255
+    wrong = in_pred[torch.randint(0, len(in_pred), shape, generator=g)]
+    pred = torch.where(torch.rand(shape, generator=g) < 0.6, target, wrong)
+    pred[pred == 255] = in_pred[0]
+    for c in predicted_only:  # at least one labelled pixel each, whatever the draw gave
+        pred[0, 0, c], target[0, 0, c] = c, in_target[0]
+    return pred, target
+
+
+def _torchmetrics_scores(pred, target, n_classes):
+    tm = pytest.importorskip("torchmetrics.classification")
+    kw = {"num_classes": n_classes, "ignore_index": 255}
+    return {
+        "confusion": tm.MulticlassConfusionMatrix(**kw)(pred, target),
+        "pixel_acc": tm.MulticlassAccuracy(average="micro", **kw)(pred, target).item(),
+        "mean_acc": tm.MulticlassAccuracy(average="macro", **kw)(pred, target).item(),
+        "acc": tm.MulticlassAccuracy(average="none", **kw)(pred, target).double(),
+        "mean_iu": tm.MulticlassJaccardIndex(average="macro", **kw)(pred, target).item(),
+        "fw_iu": tm.MulticlassJaccardIndex(average="weighted", **kw)(pred, target).item(),
+        "iu": tm.MulticlassJaccardIndex(average="none", **kw)(pred, target).double(),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("n_classes", "absent"), [(2, ()), (5, ()), (21, ()), (5, (1, 4)), (21, (0, 7, 20))]
+)
+def test_matches_torchmetrics_where_every_class_is_defined(n_classes, absent, seed):
+    """Every class in both ground truth and prediction, or in neither: all agree."""
+    pred, target = _random_labels(seed, n_classes, absent=absent)
+    ours = scores(pred, target, n_classes=n_classes)
+    theirs = _torchmetrics_scores(pred, target, n_classes)
+    assert_close(ours.confusion, theirs["confusion"])
+    for name in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"):
+        assert getattr(ours, name) == pytest.approx(theirs[name], rel=1e-6), name
+    # per class, torchmetrics writes 0 where the paper's ratio is 0/0 (nan here)
+    defined = ~ours.iu.isnan()
+    assert defined.sum() == n_classes - len(absent)
+    assert_close(ours.iu[defined], theirs["iu"][defined], rtol=1e-6, atol=0)
+    assert_close(ours.acc[defined], theirs["acc"][defined], rtol=1e-6, atol=0)
+    assert (theirs["iu"][~defined] == 0).all() and (theirs["acc"][~defined] == 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("n_classes", "predicted_only"), [(5, (4,)), (21, (3, 11, 20))])
+def test_torchmetrics_macro_accuracy_counts_predicted_but_absent_classes_as_zero(
+    n_classes, predicted_only, seed
+):
+    """The one place they differ (see fcnlib.metrics): a class predicted but absent from the
+    ground truth. Its accuracy n_ii / t_i is 0/0: the paper's mean skips it, torchmetrics'
+    macro average counts it as 0. Its IU is 0 / (predicted pixels) = 0 in both."""
+    pred, target = _random_labels(seed, n_classes, predicted_only=predicted_only)
+    ours = scores(pred, target, n_classes=n_classes)
+    theirs = _torchmetrics_scores(pred, target, n_classes)
+    assert_close(ours.confusion, theirs["confusion"])
+    assert ours.acc[list(predicted_only)].isnan().all()
+    assert (ours.iu[list(predicted_only)] == 0).all()
+    for name in ("pixel_acc", "mean_iu", "fw_iu"):
+        assert getattr(ours, name) == pytest.approx(theirs[name], rel=1e-6), name
+    # the paper: mean over the n - k classes in the ground truth; torchmetrics: over all n
+    k = len(predicted_only)
+    assert theirs["mean_acc"] == pytest.approx(ours.mean_acc * (n_classes - k) / n_classes)
+    assert theirs["mean_acc"] < ours.mean_acc
+
+
 # ------------------------------------------------------------------- merge, reset, devices
 
 
@@ -344,6 +422,60 @@ def test_boundary_band_edge_cases():
         boundary_band(t, 0)
     with pytest.raises(ValueError, match="integer labels"):
         boundary_band(t.float(), 1)
+
+
+def _band_by_dilation(label, width):
+    """scipy.ndimage's reading of the definition: a pixel is in the band if a pixel of another
+    value (void included) lies within Chebyshev distance ``width`` inside the image, i.e. the
+    square dilation of "not my value" covers it; outside the image counts as nothing."""
+    from scipy import ndimage
+
+    square = np.ones((2 * width + 1, 2 * width + 1), dtype=bool)
+    band = np.zeros(label.shape, dtype=bool)
+    for value in np.unique(label):
+        mine = label == value
+        band |= mine & ndimage.binary_dilation(~mine, structure=square, border_value=0)
+    return band
+
+
+def _band_by_distance(label, width):
+    """The same from the chessboard distance transform: distance to the nearest pixel of
+    another value (the image border is not such a pixel) at most ``width``."""
+    from scipy import ndimage
+
+    band = np.zeros(label.shape, dtype=bool)
+    for value in np.unique(label):
+        mine = label == value
+        if mine.all():
+            continue  # nothing else in the image: no boundary
+        distance = ndimage.distance_transform_cdt(mine, metric="chessboard")
+        band |= mine & (distance <= width)
+    return band
+
+
+def _random_label_maps(seed, shape, n_classes, void):
+    """Blocky random labels (regions, not noise) with scattered void pixels, (N, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    n, h, w = shape
+    block = 6
+    coarse = torch.randint(0, n_classes, (n, 1, -(-h // block), -(-w // block)), generator=g)
+    label = F.interpolate(coarse.float(), scale_factor=block, mode="nearest")[:, 0, :h, :w]
+    label = label.long()
+    label[torch.rand(shape, generator=g) < void] = 255
+    return label
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape", [(2, 17, 23), (1, 5, 40), (3, 1, 9), (1, 32, 32)])
+@pytest.mark.parametrize("width", [1, 2, 5, 40])
+def test_boundary_band_matches_scipy_morphology(seed, shape, width):
+    label = _random_label_maps(seed, shape, n_classes=3, void=0.03)
+    band = boundary_band(label, width)
+    for i, image in enumerate(label.numpy()):
+        expected = _band_by_dilation(image, width)
+        assert (band[i].numpy() == expected).all()
+        assert (_band_by_distance(image, width) == expected).all()
+    assert torch.equal(boundary_band(label[0], width), band[0])  # (H, W) as one of (N, H, W)
 
 
 # ----------------------------------------------------------------------------- Appendix A

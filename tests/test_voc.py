@@ -1,6 +1,8 @@
 """PASCAL VOC / SBD loaders, the seg11valid split and joint transforms, offline on tiny fixtures."""
 
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from fcnlib import voc
+from fcnlib.infer import save_label_png
 from fcnlib.viz import voc_palette
 
 SIZE = (32, 48)
@@ -117,6 +120,91 @@ def test_id_filter_and_bad_arguments(tmp_path, fake_voc):
         voc.VOCSegmentation("train", year=2007, root=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
         voc.fetch("coco", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# A bad file is named: wrong label size, unknown class ids, truncated or corrupt files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """The first training item of a fake VOC 2012 or SBD: its id, files and written label."""
+
+    name: str
+    image_file: Path
+    label_file: Path
+    label: np.ndarray
+    load: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    write_label: Callable[[np.ndarray], None]
+
+
+@pytest.fixture(params=["voc", "sbd"])
+def sample(request, tmp_path):
+    if request.param == "voc":
+        fake = voc.write_fake_voc(tmp_path, n_train=2, n_val=1, size=SIZE, seed=4)
+        name = fake.splits["train"][0]
+        label_file = fake.path / "SegmentationClass" / f"{name}.png"
+        return Sample(
+            name,
+            fake.path / "JPEGImages" / f"{name}.jpg",
+            label_file,
+            fake.labels[name],
+            lambda: voc.VOCSegmentation("train", root=tmp_path)[0],
+            lambda label: save_label_png(torch.from_numpy(label), label_file),
+        )
+    fake = voc.write_fake_sbd(tmp_path, n_train=2, n_val=1, size=SIZE, seed=4, void=True)
+    name = fake.splits["train"][0]
+    label_file = fake.path / "cls" / f"{name}.mat"
+    return Sample(
+        name,
+        fake.path / "img" / f"{name}.jpg",
+        label_file,
+        fake.labels[name],
+        lambda: voc.SBDSegmentation("train", root=tmp_path)[0],
+        lambda label: voc._write_sbd_mat(label_file, label),
+    )
+
+
+@pytest.mark.parametrize("class_id", [21, 30, 254])
+def test_unknown_class_id_is_named_with_its_file(sample, class_id):
+    label = sample.label.copy()
+    label[3, 5] = class_id
+    sample.write_label(label)
+    with pytest.raises(ValueError, match=rf"class ids \[{class_id}\]") as info:
+        sample.load()
+    message = str(info.value)
+    assert repr(sample.name) in message and str(sample.label_file) in message
+    assert "0..20" in message and "255 (void)" in message and "ids=" in message
+
+
+@pytest.mark.parametrize("crop", [(slice(0, -2), slice(None)), (slice(None), slice(1, None))])
+def test_label_of_another_size_than_its_image_is_named(sample, crop):
+    sample.write_label(np.ascontiguousarray(sample.label[crop]))
+    with pytest.raises(ValueError, match=r"expected shape \(32, 48\)") as info:
+        sample.load()
+    message = str(info.value)
+    assert repr(sample.name) in message
+    assert str(sample.label_file) in message and str(sample.image_file) in message
+
+
+def test_void_and_every_class_id_load(sample):
+    label = np.tile(np.r_[0:21, 255].astype(np.uint8), (SIZE[0], 3))[:, : SIZE[1]]
+    sample.write_label(label)
+    assert torch.equal(sample.load()[1], torch.from_numpy(label).long())
+
+
+@pytest.mark.parametrize("which", ["image", "label"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_truncated_or_corrupt_file_is_named(sample, which, damage):
+    path = sample.image_file if which == "image" else sample.label_file
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not an image" * 8)
+    with pytest.raises(OSError, match="truncated or corrupt") as info:
+        sample.load()
+    message = str(info.value)
+    assert str(path) in message and repr(sample.name) in message
+    assert info.value.__cause__ is not None  # the decoder's own error stays attached
 
 
 # --------------------------------------------------------------------------------------------

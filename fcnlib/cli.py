@@ -481,9 +481,18 @@ def _train_here(args: argparse.Namespace) -> None:
     extra = {**run, "data": args.data}
     if state is not None and "start" not in state["extra"]:
         extra = state["extra"]  # a checkpoint of an older fcnlib: keep what it recorded
-    history = fit(model, train, val, config=config, n_classes=n_classes, device=device,
-                  checkpoint=args.checkpoint, resume=state is not None,
-                  progress=not args.no_progress, extra=extra)  # fmt: skip
+    try:
+        history = fit(model, train, val, config=config, n_classes=n_classes, device=device,
+                      checkpoint=args.checkpoint, resume=state is not None,
+                      progress=not args.no_progress, extra=extra)  # fmt: skip
+    except FloatingPointError as e:  # divergence, a nan loss, weights no longer finite
+        what = str(e).split(". ")[0]
+        kept = (f"--checkpoint {args.checkpoint} keeps the last good epoch"
+                if args.checkpoint.exists() else "nothing was saved")  # fmt: skip
+        raise SystemExit(
+            f"training stopped: {what}. {kept}. Try a lower --lr (this run: {config.lr:.3g}), "
+            "or --amp off."
+        ) from e
     if not is_main_process():
         return
     last = history[-1]

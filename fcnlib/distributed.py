@@ -219,14 +219,20 @@ def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
 def reduce_epoch_stats(stats: dict[str, float]) -> dict[str, float]:
     """One epoch's :func:`fcnlib.train.train_one_epoch` numbers for the whole group.
 
-    ``loss`` becomes the mean over ranks and ``images_per_s`` the total throughput; the rest
-    (steps, seconds, lr) are already the same on every rank or are kept as rank-local values.
+    ``loss`` and ``first_loss`` (the first step's) become the means over ranks and
+    ``images_per_s`` the total throughput; the rest (steps, seconds, lr) are already the same
+    on every rank or are kept as rank-local values.
     """
     if not is_distributed():
         return dict(stats)
+    first = stats.get("first_loss", 0.0)
     values = torch.tensor(
-        [stats["loss"], stats["images_per_s"]], dtype=torch.float64, device=_comm_device()
+        [stats["loss"], stats["images_per_s"], first], dtype=torch.float64, device=_comm_device()
     )
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    loss, images_per_s = values.tolist()
-    return {**stats, "loss": loss / dist.get_world_size(), "images_per_s": images_per_s}
+    loss, images_per_s, first = values.tolist()
+    size = dist.get_world_size()
+    out = {**stats, "loss": loss / size, "images_per_s": images_per_s}
+    if "first_loss" in stats:
+        out["first_loss"] = first / size
+    return out

@@ -441,7 +441,7 @@ class DivergenceError(FloatingPointError):
     """The loss exploded while still finite (see :func:`train_one_epoch`'s ``divergence``)."""
 
 
-# A step's loss above this many times the epoch's first loss (or a uniform guess's) is divergence.
+# A step's loss above this many times the run's first loss (or a uniform guess's) is divergence.
 DIVERGENCE = 100.0
 
 
@@ -468,18 +468,20 @@ def train_one_epoch(
     epoch: int = 0,
     progress: bool = True,
     divergence: float | None = DIVERGENCE,
+    start_loss: float | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader`` of ``(images (N, 3, H, W), labels (N, H, W))`` batches.
 
-    Returns ``{"loss", "steps", "seconds", "images_per_s", "lr"}`` (mean step loss, last lr of
-    the first group). ``class_weights`` overrides ``config.class_weights`` (needed for
-    "balanced"; see :func:`fit`).
+    Returns ``{"loss", "steps", "seconds", "images_per_s", "lr", "first_loss"}`` (mean step
+    loss, last lr of the first group, the first step's loss). ``class_weights`` overrides
+    ``config.class_weights`` (needed for "balanced"; see :func:`fit`).
 
     Raises FloatingPointError before any weight is touched when a step's loss is nan/inf, and
-    :class:`DivergenceError` when it exceeds ``divergence`` times the larger of this epoch's
-    first loss and the loss of a uniform guess (``log C`` per labelled pixel; with a summed
-    loss, per pixel of the batch): a run whose loss explodes stops while it is still finite,
-    not only once it is nan. ``None`` turns the check off.
+    :class:`DivergenceError` when it exceeds ``divergence`` times the larger of the run's
+    starting loss (``start_loss``; by default this epoch's first) and the loss of a uniform
+    guess (``log C`` per labelled pixel; with a summed loss, per pixel of the batch): a run
+    whose loss explodes stops while it is still finite, not only once it is nan. ``None``
+    turns the check off.
     """
     device = torch.device(device)
     _check_on_device(model, device)
@@ -494,7 +496,7 @@ def train_one_epoch(
         scaler = torch.amp.GradScaler(device.type, enabled=False)
     model.train()
     total, steps, images_seen, start = 0.0, 0, 0, time.perf_counter()
-    limit = None  # the divergence bound, set by the first step
+    limit, first = None, None  # the divergence bound, set by the first step
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
     for images, labels in bar:
         images = images.to(device, non_blocking=True)
@@ -520,14 +522,16 @@ def train_one_epoch(
                 f"rate, amp='off' (fp16 overflows), grad_clip, or check the inputs for nan/inf "
                 f"with torch.isfinite(images).all()."
             )
+        first = value if first is None else first
         if divergence is not None:
             if limit is None:
-                limit = divergence * max(value, _uniform_loss(logits, labels, config, weights))
-            elif value > limit:
+                start = value if start_loss is None else start_loss
+                limit = divergence * max(start, _uniform_loss(logits, labels, config, weights))
+            if value > limit:
                 lr = optimizer.param_groups[0]["lr"]
                 raise DivergenceError(
                     f"training diverged: loss {value:.3g} at epoch {epoch}, step {steps} is "
-                    f"more than {divergence:g}x the loss this epoch started from or a uniform "
+                    f"more than {divergence:g}x the loss the run started from or a uniform "
                     f"guess's (bound {limit:.3g}; lr {lr:.3g}); stopped before updating the "
                     "weights. Lower the learning rate (or set grad_clip), or pass "
                     "divergence=None if such a loss is expected."
@@ -551,6 +555,7 @@ def train_one_epoch(
         "seconds": seconds,
         "images_per_s": images_seen / max(seconds, 1e-9),
         "lr": optimizer.param_groups[0]["lr"],
+        "first_loss": math.nan if first is None else first,
     }
 
 
@@ -864,6 +869,7 @@ def fit(
                     epoch=epoch + 1,
                     progress=progress,
                     divergence=divergence,
+                    start_loss=history[0].get("first_loss") if history else None,
                 )
             except FloatingPointError as e:
                 raise type(e)(f"{e}{kept}") from e

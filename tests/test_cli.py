@@ -299,3 +299,12 @@ def test_every_option_has_help():
             if isinstance(action, argparse._SubParsersAction):
                 continue  # the commands: each has its help
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_a_diverging_run_stops_with_a_message_in_flags(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(SystemExit) as info:
+        _train(ckpt, "--epochs", "2", "--lr", "1e4")  # used to end with loss 2e26, "saved"
+    message = str(info.value)
+    assert message.startswith("training stopped: training diverged: loss")
+    assert "Try a lower --lr (this run: 1e+04)" in message and "divergence=None" not in message

@@ -233,9 +233,10 @@ def test_fit_under_ddp(ranks):
     # ceil(9 / 2) = 5 images per rank, padded; batches of 2: 3 steps per epoch
     assert [(r["epoch"], r["steps"], r["step"]) for r in history] == [(1, 3, 3), (2, 3, 6)]
 
-    # rank 0 alone wrote the checkpoint, atomically (no temporary file left behind)
+    # rank 0 alone wrote the run's files, atomically (no temporary file left behind)
     folder = first["dir"] / "fit"
-    assert [p.name for p in folder.iterdir()] == ["run.pt"]
+    names = sorted(p.name for p in folder.iterdir() if p.name != "run.tb")  # TensorBoard: optional
+    assert names == ["run.best.pt", "run.metrics.jsonl", "run.pt"]
     model = net(0, batchnorm=True)
     saved = load_checkpoint(folder / "run.pt", model=model)
     assert saved["epoch"] == 2 and saved["history"] == history

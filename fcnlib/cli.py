@@ -486,12 +486,12 @@ def _train_here(args: argparse.Namespace) -> None:
                       checkpoint=args.checkpoint, resume=state is not None,
                       progress=not args.no_progress, extra=extra)  # fmt: skip
     except FloatingPointError as e:  # divergence, a nan loss, weights no longer finite
-        what = str(e).split(". ")[0]
+        what = str(e).split(". ")[0]  # the library's own advice follows; give the flags'
+        what = what if what.startswith("training") else f"training stopped: {what}"
         kept = (f"--checkpoint {args.checkpoint} keeps the last good epoch"
-                if args.checkpoint.exists() else "nothing was saved")  # fmt: skip
+                if args.checkpoint.exists() else "Nothing was saved")  # fmt: skip
         raise SystemExit(
-            f"training stopped: {what}. {kept}. Try a lower --lr (this run: {config.lr:.3g}), "
-            "or --amp off."
+            f"{what}. {kept}. Try a lower --lr (this run: {config.lr:.3g}), or --amp off."
         ) from e
     if not is_main_process():
         return

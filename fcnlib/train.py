@@ -525,8 +525,8 @@ def train_one_epoch(
         first = value if first is None else first
         if divergence is not None:
             if limit is None:
-                start = value if start_loss is None else start_loss
-                limit = divergence * max(start, _uniform_loss(logits, labels, config, weights))
+                reference = value if start_loss is None else start_loss
+                limit = divergence * max(reference, _uniform_loss(logits, labels, config, weights))
             if value > limit:
                 lr = optimizer.param_groups[0]["lr"]
                 raise DivergenceError(

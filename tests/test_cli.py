@@ -306,5 +306,7 @@ def test_a_diverging_run_stops_with_a_message_in_flags(tmp_path):
     with pytest.raises(SystemExit) as info:
         _train(ckpt, "--epochs", "2", "--lr", "1e4")  # used to end with loss 2e26, "saved"
     message = str(info.value)
-    assert message.startswith("training stopped: training diverged: loss")
+    # one step per epoch: caught at epoch 2's first step, against epoch 1's starting loss
+    assert message.startswith("training diverged: loss") and "at epoch 2, step 0" in message
+    assert "run.pt keeps the last good epoch." in message
     assert "Try a lower --lr (this run: 1e+04)" in message and "divergence=None" not in message

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -310,3 +311,12 @@ def test_a_killed_save_leaves_the_last_checkpoint_and_no_stray_files(tmp_path, m
     stray.write_bytes(b"PK\x03\x04 half")
     run(path, config(epochs=2), resume=True)
     assert not stray.exists() and load_checkpoint(path)["epoch"] == 2
+
+
+def test_epoch_times_are_the_epochs_own(tmp_path):
+    start = time.perf_counter()
+    history = run(tmp_path / "c.pt", config())
+    wall = time.perf_counter() - start
+    for record in history:
+        assert 0 < record["seconds"] < wall
+        assert record["images_per_s"] == pytest.approx(24 / record["seconds"])

@@ -369,10 +369,10 @@ def _check_output(path: Path) -> None:
         raise SystemExit(f"--checkpoint {path}: cannot write in {folder}; choose another place")
 
 
-def _check_run(args: argparse.Namespace, config, run: dict) -> dict | None:
-    """The saved run that --resume continues (None for a new run), after refusing, in terms of
-    the command line, whatever this run cannot do: before any data is read or net built."""
-    from fcnlib.train import load_checkpoint, resume_conflicts
+def _saved_run(args: argparse.Namespace) -> dict | None:
+    """The checkpoint already at --checkpoint (None if there is none), after checking the
+    paths: before any data is read or net built."""
+    from fcnlib.train import load_checkpoint
 
     _check_output(args.checkpoint)
     if args.init_from is not None and not args.init_from.is_file():
@@ -384,7 +384,16 @@ def _check_run(args: argparse.Namespace, config, run: dict) -> dict | None:
                 "--resume to start a new run there"
             )
         return None
-    state = load_checkpoint(args.checkpoint)
+    return load_checkpoint(args.checkpoint)
+
+
+def _check_run(args: argparse.Namespace, config, run: dict, state: dict | None) -> dict | None:
+    """The saved run that --resume continues (None for a new run), after refusing, in terms of
+    the command line, whatever this run cannot do."""
+    from fcnlib.train import resume_conflicts
+
+    if state is None:
+        return None
     done, planned = state["epoch"], state["config"].get("epochs")
     if not args.resume:
         raise SystemExit(
@@ -427,11 +436,10 @@ def _train_here(args: argparse.Namespace) -> None:
     from fcnlib.models import fcn, init_from
     from fcnlib.train import TrainConfig, fit, stage_recipe
 
-    saved = None
-    if args.resume and args.checkpoint.is_file():
-        from fcnlib.train import load_checkpoint
-
-        saved = TrainConfig.from_dict(load_checkpoint(args.checkpoint)["config"])
+    existing = _saved_run(args)  # checks the paths first
+    saved = None if existing is None else TrainConfig.from_dict(existing["config"])
+    if not args.resume:
+        saved = None  # a new run takes the defaults (and is refused below if the path is taken)
     overrides = {"seed": args.seed, "num_workers": args.workers}
     # on --resume, what is not given stays as the run had it (not the defaults)
     overrides["epochs"] = args.epochs or (saved.epochs if saved else 8)
@@ -460,7 +468,7 @@ def _train_here(args: argparse.Namespace) -> None:
         "start": {"pretrained": not args.no_pretrained,
                   "init_from": None if args.init_from is None else str(args.init_from)},
     }  # fmt: skip
-    state = _check_run(args, config, run)  # before any data is read or net built
+    state = _check_run(args, config, run, existing)  # before any data is read or net built
     device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
     train, val, _ = _datasets(args, train=True)
     if not is_main_process():

@@ -21,8 +21,9 @@ T = TypeVar("T")
 def glue(name: str, value: T) -> T:
     """Record ``value`` under ``name`` for the book's prose and return it unchanged.
 
-    Nothing is displayed: the cell shows the number in its own printed line. Without myst-nb
-    (e.g. in Colab) this does nothing.
+    Nothing is displayed: the cell shows the number in its own printed line. A 0-d tensor or
+    NumPy scalar is stored as the Python number it holds, so the text can format it. Without
+    myst-nb (e.g. in Colab) this does nothing.
     """
     try:
         from myst_nb import glue as myst_glue
@@ -34,5 +35,6 @@ def glue(name: str, value: T) -> T:
         return value
     if get_ipython() is None:  # plain Python (tests, scripts): no notebook to store it in
         return value
-    myst_glue(name, value, display=False)
+    plain = value.item() if getattr(value, "ndim", None) == 0 else value  # a tensor/NumPy scalar
+    myst_glue(name, plain, display=False)  # stored as its repr: "0.25", not "tensor(0.2500)"
     return value

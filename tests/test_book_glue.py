@@ -20,7 +20,11 @@ def test_glue_hands_the_value_to_myst_nb_in_a_kernel(monkeypatch):
     ipython.get_ipython = lambda: object()  # inside a kernel
     monkeypatch.setitem(sys.modules, "IPython", ipython)
     assert glue("speedup", 3.25) == 3.25
-    assert calls == [("speedup", 3.25, False)]
+    import torch
+
+    glue("iu", torch.tensor(0.5, dtype=torch.float64))
+    assert calls == [("speedup", 3.25, False), ("iu", 0.5, False)]
+    assert type(calls[1][1]) is float
 
 
 def test_glue_is_a_no_op_without_myst_nb(monkeypatch):

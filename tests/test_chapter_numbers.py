@@ -1,0 +1,113 @@
+"""The chapters' prose quotes measured numbers only through myst-nb glue.
+
+A number written by hand in a chapter's text goes stale the first time the code, the data or the
+hardware changes, and the rendered book then contradicts its own outputs. So every measured
+number in a markdown cell is glued (``{glue:text}`key:.1f```, the key set by
+``fcnlib.book.glue("key", value)`` in a code cell of the same chapter). What remains written out
+is listed below with the reason: the paper's numbers, constants of the setup, estimates.
+"""
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+CHAPTERS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+# Text that holds no prose number: math, roles ({cite}, {glue:text}, ...), code, link targets.
+_NOT_PROSE = re.compile(
+    r"\$\$.*?\$\$|\$[^$\n]*\$|\{[a-z:-]+\}`[^`]*`|``[^`]*``|`[^`]*`|\]\([^)]*\)|<[^>]*>", re.S
+)
+# A decimal, or a whole number with a unit of time, a percentage or a factor ("5x").
+_NUMBER = re.compile(
+    r"(?<![\w.\-/])(\d+(?:\.\d+)?\s(?:s|ms|min|minutes|seconds|hours)\b|\d+(?:\.\d+)?x\b"
+    r"|\d+(?:\.\d+)?\s?%|\d+\.\d+)"
+)
+_GLUED = re.compile(r"\{glue(?::[a-z]+)?\}`([^`:]+)")
+_GLUE_CALL = re.compile(r"""glue\(\s*f?["']([^"']+)["']""")
+
+# Written-out numbers that are not measurements of this chapter's run, with the reason.
+ALLOWED: dict[str, dict[str, str]] = {
+    "01": {
+        "40 minutes": "reading-time estimate in the frame",
+        **dict.fromkeys(("5%", "40%"), "the scenes' object radii, a constant of the generator"),
+    },
+    "02": {
+        "45 minutes": "reading-time estimate in the frame",
+        **dict.fromkeys(("22 ms", "1.2 ms", "5x", "45.4", "59.4"), "the paper's numbers"),
+        "32x": "FCN-32s's upsampling factor, its output stride",
+        **dict.fromkeys(("0.05", "5%"), "the sampling fraction an exercise asks to try"),
+    },
+    "03": {
+        "50 minutes": "reading-time estimate in the frame",
+        **dict.fromkeys(("10%", "80%"), "the scenes' object diameters, a generator constant"),
+        "90%": "the mass threshold of the effective-field measure (mass=0.9)",
+    },
+    "04": {"50 minutes": "reading-time estimate in the frame"},
+    "05": {
+        "50 minutes": "reading-time estimate in the frame",
+        "0.1": "the official at-once FCN-8s's distance to the staged nets (their repository)",
+        **dict.fromkeys(("3.0", "0.3"), "the paper's gains of FCN-16s and FCN-8s (Table 2)"),
+    },
+    "06": {
+        "40 minutes": "reading-time estimate in the frame",
+        **dict.fromkeys(("103.939", "116.779", "123.68"), "Caffe VGG16's BGR mean pixel"),
+        **dict.fromkeys(
+            ("0.485", "0.456", "0.406", "0.229", "0.224", "0.225"),
+            "torchvision's ImageNet mean and std",
+        ),
+        **dict.fromkeys(("57.8", "63.5"), "published reimplementations' mean IU"),
+        **dict.fromkeys(("63.6", "65.5"), "the official Caffe models' mean IU"),
+        "0.99": "the official recipe's momentum",
+        "8.0": "the CUDA compute capability from which bf16 is native",
+    },
+    "07": {
+        "45 minutes": "reading-time estimate in the frame",
+        **dict.fromkeys(("85.2%", "39.5", "94.3%"), "the paper's SIFT Flow results"),
+        "34.0": "the paper's NYUDv2 result",
+        "86.1": "the paper's Appendix A bound at factor 32",
+        **dict.fromkeys(("0.0", "0.6"), "camouflage settings an exercise asks for"),
+    },
+}
+
+
+def _cells(path: Path, kind: str) -> list[str]:
+    nb = json.loads(path.read_text())
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == kind]
+
+
+def prose_numbers(path: Path) -> list[str]:
+    found = []
+    for text in _cells(path, "markdown"):
+        found += [m.group(1) for m in _NUMBER.finditer(_NOT_PROSE.sub(" ", text))]
+    return found
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_measured_numbers_in_the_prose_are_glued(path):
+    allowed = ALLOWED[path.name[:2]]
+    written = Counter(n for n in prose_numbers(path) if n not in allowed)
+    assert not written, (
+        f"{path.name}: numbers written into the prose by hand {dict(written)}; glue them from "
+        "the cell that measures them (fcnlib.book.glue), or, for the paper's numbers and "
+        "constants, list them in ALLOWED with the reason"
+    )
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_glued_name_is_set_by_the_chapter(path):
+    used = {k for text in _cells(path, "markdown") for k in _GLUED.findall(text)}
+    set_here = {k for text in _cells(path, "code") for k in _GLUE_CALL.findall(text)}
+    assert used <= set_here, f"{path.name}: glued in the text but never set: {used - set_here}"
+    assert used, f"{path.name}: the frame's run time, at least, is glued"
+
+
+def test_the_scanner_finds_what_it_should():
+    text = (
+        "FCN-32s scores 26.4 mean IU in 115 s, 1.14x faster, 5% of pixels, a 500 x 500 image, "
+        "$k = 0.5$, `lr=0.01`, {cite}`long2015fcn`, {glue:text}`iu:.1f` and [a](x/1.2/y)."
+    )
+    found = [m.group(1) for m in _NUMBER.finditer(_NOT_PROSE.sub(" ", text))]
+    assert found == ["26.4", "115 s", "1.14x", "5%"]

@@ -5,6 +5,7 @@
 #               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters
 #   make assignments CHAPTERS="02 05"   student versions (nbgrader) in _build/student
+#   make grading CHAPTERS="05 07"   nbgrader's autograde of the masters (fast path), timed
 #   make gpu-check   on a machine with a CUDA GPU: the unit tests, every chapter under nbval
 #               (side by side, 2 threads each) and the throughput benchmark, one summary line
 #               per step (also in _build/gpu-check/summary.txt); see tests/gpu_check.py --help
@@ -14,7 +15,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test book lab assignments gpu-check lint format clean
+.PHONY: test book lab assignments grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -40,6 +41,9 @@ lab: $(STAMP)
 
 assignments: $(STAMP)
 	$(BIN)/python book/assignments.py $(if $(CHAPTERS),$(CHAPTERS),--all) --out _build/student
+
+grading: $(STAMP)
+	$(BIN)/python book/grading.py $(if $(CHAPTERS),$(CHAPTERS),05 07)
 
 gpu-check: $(STAMP)
 	$(BIN)/python tests/gpu_check.py

@@ -4,6 +4,7 @@ without its solutions or hidden tests, and its stubs fail loudly."""
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -103,3 +104,63 @@ def test_command_line_writes_chosen_chapters(tmp_path, capsys):
     assert "### BEGIN SOLUTION" not in json.dumps(student)
     with pytest.raises(SystemExit, match="no chapter '99'"):
         assignments.main(["99", "--out", str(tmp_path)])
+
+
+# Grading with nbgrader itself (book/grading.py, book/nbgrader_config.py): the fast path skips
+# the cells tagged skip-when-grading, and must still give the master's answers full marks and a
+# wrong answer none.
+_spec = importlib.util.spec_from_file_location("grading", ROOT / "book" / "grading.py")
+grading = importlib.util.module_from_spec(_spec)
+sys.modules["grading"] = grading  # its dataclass looks itself up there
+_spec.loader.exec_module(grading)
+AUTOGRADED = [p for p in CHAPTERS if p.stem.split("_")[0] in ("05", "07")]
+
+
+def _autograded(nb):
+    return [
+        c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+    ]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_grading_skips_no_cell_nbgrader_grades(path):
+    nb = _master(path)
+    skipped = [c for c in nb.cells if grading.SKIP_TAG in c.metadata.get("tags", [])]
+    assert all(c.cell_type == "code" and "nbgrader" not in c.metadata for c in skipped)
+    assert all("parameters" not in c.metadata.get("tags", []) for c in skipped)
+    if _autograded(nb):
+        assert path in AUTOGRADED
+        assert len(skipped) >= 8, "a chapter with autograded cells skips its trainings"
+    else:
+        assert not skipped, "nothing to skip where nothing is autograded"
+
+
+def test_the_course_config_turns_the_fast_path_on():
+    text = grading.CONFIG.read_text()
+    assert f'c.Execute.skip_cells_with_tag = "{grading.SKIP_TAG}"' in text
+    assert "c.Execute.timeout = " in text
+
+
+@pytest.mark.parametrize("path", AUTOGRADED, ids=lambda p: p.stem)
+def test_nbgrader_autograde_gives_the_master_full_marks_on_the_fast_path(path, tmp_path):
+    graded = grading.grade(path, tmp_path / "course")
+    assert graded.full_marks, graded
+    assert graded.max_points == sum(c.metadata.nbgrader.points for c in _autograded(_master(path)))
+    skipped = sum(grading.SKIP_TAG in c.metadata.get("tags", []) for c in _master(path).cells)
+    assert graded.cells_run == graded.cells - skipped
+
+
+def test_nbgrader_autograde_fails_a_fusion_that_forgets_the_skip(tmp_path):
+    # ... even where the submission tags its test cell to be skipped: the course config drops
+    # skip tags from graded cells (nbgrader restores their source, not their tags).
+    path = ROOT / "notebooks" / "05_skip_fusion.ipynb"
+    wrong = _master(path)
+    answer = next(c for c in wrong.cells if c.cell_type == "code" and _is_solution(c))
+    answer.source = (
+        "def fuse_16s(score_fr, pool4, score_pool4, upscore2):\n"
+        "    return upscore2(score_fr)  # the pool4 scores are missing\n"
+    )
+    for cell in _autograded(wrong):
+        cell.metadata["tags"] = [grading.SKIP_TAG, "skip-execution"]
+    graded = grading.grade(path, tmp_path / "course", submission=wrong)
+    assert graded.max_points == 2 and graded.points == 0

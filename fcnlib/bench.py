@@ -15,7 +15,9 @@
   more columns give each variant's peak ``torch.cuda.max_memory_allocated``.
 * ``pipeline``: where the time of a full-scale training run goes, on SBD-format images written
   by :func:`fcnlib.voc.write_fake_sbd` (``--root DIR`` keeps them, or reads SBD found there):
-  the DataLoader alone for several ``--workers`` counts, the CPU cost of one item, the training
+  the DataLoader alone for several ``--workers`` counts (items handed over as uint8 and
+  converted on the device, as ``train --data voc`` does; ``--float-handover`` for float32
+  images and int64 labels), the CPU cost of one item, the training
   step alone on a batch already on the device, the real loop (``train_one_epoch`` over the
   DataLoader) and its ratio to the step, then the official staged schedule's wall time at those
   rates; on CUDA also the step's peak memory, first steps and steady state. Paper sizes on a
@@ -407,6 +409,7 @@ def bench_pipeline(
     amp: str = "auto",
     channels_last: bool | None = None,
     n_classes: int = 21,
+    compact: bool = True,
     verbose: bool = False,
 ) -> dict:
     """Where the time of a full-scale training run goes: loader, step, the two together.
@@ -465,6 +468,9 @@ def bench_pipeline(
         amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"off"`` (:func:`fcnlib.train.resolve_amp`).
         channels_last: NHWC layout (default: on CUDA only).
         n_classes: output classes (VOC's 21).
+        compact: workers hand over uint8 images and labels, converted to float32 / int64 on
+            the device (:func:`fcnlib.train.batch_to`), as ``python -m fcnlib train --data
+            voc`` does; ``False``: float32 images and int64 labels, converted in the workers.
         verbose: print one line per measurement as it is made.
 
     Returns:
@@ -479,6 +485,7 @@ def bench_pipeline(
     from fcnlib.train import (
         _collate,
         _loader,
+        batch_to,
         make_grad_scaler,
         make_optimizer,
         prepare_model,
@@ -544,6 +551,7 @@ def bench_pipeline(
             "optimizer": base.optimizer,
             "momentum": base.momentum,
             "loss_reduction": base.loss_reduction,
+            "compact": bool(compact),
         },
         "memory": None,
     }
@@ -561,7 +569,9 @@ def bench_pipeline(
             plain, written = voc.SBDSegmentation("train", root=where), True
         h, w = plain[0][0].shape[-2:]  # as found (SBD images differ: the first one's)
         ds = voc.SBDSegmentation(
-            "train", root=where, transforms=voc.train_transform(crop, None, mirror=True)
+            "train",
+            root=where,
+            transforms=voc.train_transform(crop, None, mirror=True, compact=compact),
         )
         out["data"] = {
             "root": str(where),
@@ -579,7 +589,12 @@ def bench_pipeline(
                 else f"found in {where}"
             )
             + ("; removed at the end" if temporary else "")
-            + f"; crop {crop}, random mirror; batch {batch_size}"
+            + f"; crop {crop}, random mirror; batch {batch_size}; handed over as "
+            + (
+                "uint8 images and labels, converted on the device"
+                if compact
+                else "float32 images and int64 labels"
+            )
         )
         reduction = "summed" if base.loss_reduction == "sum" else "mean"
         say(
@@ -620,9 +635,7 @@ def bench_pipeline(
         optimizer = make_optimizer(model, base)
         scaler = make_grad_scaler(dev, amp)
         x, y = _collate([ds[i % len(ds)] for i in range(batch_size)])
-        x, y = x.to(dev), y.to(dev)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = batch_to(x, y, dev, channels_last=channels_last)
 
         def train(batches) -> None:
             train_one_epoch(
@@ -871,6 +884,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mixed precision (fcnlib.train.resolve_amp; default auto)",
     )
     pipe.add_argument(
+        "--float-handover",
+        action="store_true",
+        help="workers hand over float32 images and int64 labels (default: uint8, converted on "
+        "the device, as train --data voc does)",
+    )
+    pipe.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         help="NHWC memory layout (default: on CUDA only)",
@@ -946,6 +965,7 @@ def run(args: argparse.Namespace) -> None:
             backbone=args.backbone,
             amp=args.amp,
             channels_last=args.channels_last,
+            compact=not args.float_handover,
             verbose=True,
         )
 

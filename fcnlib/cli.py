@@ -300,9 +300,13 @@ def _datasets(args: argparse.Namespace, *, train: bool):
         from fcnlib import voc
 
         try:
+            # compact: uint8 items, converted on the device by fit and evaluate
             if not train:
-                return None, voc.Seg11Valid(root=args.root), voc.VOC_CLASSES
-            data, val = voc.paper_datasets(args.train_set, root=args.root, crop=args.crop)
+                val = voc.Seg11Valid(root=args.root, transforms=voc.eval_transform(compact=True))
+                return None, val, voc.VOC_CLASSES
+            data, val = voc.paper_datasets(
+                args.train_set, root=args.root, crop=args.crop, compact=True
+            )
         except voc.DatasetNotFoundError as e:
             raise SystemExit(str(e)) from None
         return data, val, voc.VOC_CLASSES

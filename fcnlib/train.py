@@ -85,6 +85,7 @@ __all__ = [
     "TrainConfig",
     "autocast_context",
     "balanced_class_weights",
+    "batch_to",
     "evaluate",
     "fit",
     "load_checkpoint",
@@ -455,6 +456,38 @@ def _uniform_loss(
     return per_pixel * (labels.numel() if config.loss_reduction == "sum" else 1)
 
 
+def batch_to(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    device: torch.device | str,
+    *,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader's batch on ``device``, as the net and the loss take it.
+
+    uint8 images (0-255, what a ``compact`` dataset hands over: a quarter of float32's bytes
+    through the DataLoader and the host-to-device copy) become float32 in [0, 1] on the
+    device, with torchvision's arithmetic (``to(float32) * (1 / 255)``), so a compact batch
+    trains bit for bit as its float version; integer labels of any width become int64 there.
+    ``channels_last`` sets the layout in the same conversion.
+
+    >>> x, y = batch_to(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8),
+    ...                 torch.zeros(1, 2, 2, dtype=torch.uint8), "cpu")
+    >>> x.dtype, x.max().item(), y.dtype
+    (torch.float32, 1.0, torch.int64)
+    """
+    layout = torch.channels_last if channels_last else torch.preserve_format
+    images = images.to(device, non_blocking=True)
+    if images.dtype == torch.uint8:
+        images = images.to(torch.float32, memory_format=layout).mul_(1.0 / 255)
+    elif channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = labels.to(device, non_blocking=True)
+    if not labels.is_floating_point() and labels.dtype != torch.int64:
+        labels = labels.long()
+    return images, labels
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -499,10 +532,7 @@ def train_one_epoch(
     limit, first = None, None  # the divergence bound, set by the first step
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
     for images, labels in bar:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        if config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, labels = batch_to(images, labels, device, channels_last=config.channels_last)
         with autocast_context(device, config.amp):
             logits = model(images)  # (N, C, H, W)
         loss = segmentation_loss(
@@ -588,12 +618,10 @@ def evaluate(
     try:
         with torch.inference_mode():
             for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
-                images = images.to(device, non_blocking=True)
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
+                images, labels = batch_to(images, labels, device, channels_last=channels_last)
                 with autocast_context(device, amp):
                     logits = model(images)  # (N, C, H, W)
-                matrix.update(logits.argmax(1), labels.to(device, non_blocking=True))
+                matrix.update(logits.argmax(1), labels)
     finally:
         for module, mode in modes:
             module.training = mode

@@ -47,6 +47,8 @@ holding 0..20 or 255 (void). ``transforms`` act jointly on the pair, so that a m
 gets a mirrored label: see :func:`train_transform` and :func:`eval_transform`. Each item is
 checked as it is read: a label of another size than its image, a class id outside 0..20 other
 than 255, or a file that does not decode raises an error naming the sample and the file.
+A transform made with ``compact=True`` (:func:`paper_datasets` passes it on) leaves items as
+decoded instead, uint8 image and label, for :func:`fcnlib.train.fit` to convert on the device.
 
 Offline, :func:`write_fake_voc` and :func:`write_fake_sbd` write tiny random datasets in exactly
 the real on-disk formats, so the same code runs in tests and CI::
@@ -375,19 +377,27 @@ class RandomScale:
 class PairTransform:
     """Apply a v2 pipeline jointly to an ``(image, label)`` pair, return fcnlib's convention.
 
-    Accepts what :func:`as_tv_tensors` accepts; returns ``(float32 image, int64 label)``.
+    Accepts what :func:`as_tv_tensors` accepts; returns ``(float32 image, int64 label)``, or
+    with ``compact=True`` the pair as decoded (uint8 image 0-255, label in its decoded integer
+    dtype, uint8 for VOC and SBD): a fifth of the bytes for DataLoader workers to hand over.
+    :func:`fcnlib.train.fit` and :func:`fcnlib.train.evaluate` convert such batches on the
+    device (:func:`fcnlib.train.batch_to`), bit for bit as the float pair would have been.
     """
 
-    def __init__(self, steps: Sequence[Callable[..., Any]] = ()) -> None:
+    def __init__(self, steps: Sequence[Callable[..., Any]] = (), *, compact: bool = False) -> None:
         self.pipeline = v2.Compose(list(steps) or [v2.Identity()])
+        self.compact = bool(compact)
 
     def __call__(self, image: Any, label: Any) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = as_tv_tensors(image, label)
         image, label = self.pipeline(image, label)
+        if self.compact:
+            return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor)
         return to_tensors(image, label)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.pipeline})"
+        extra = ", compact=True" if self.compact else ""
+        return f"{type(self).__name__}({self.pipeline}{extra})"
 
 
 def train_transform(
@@ -395,6 +405,7 @@ def train_transform(
     scale: tuple[float, float] | None = (0.5, 2.0),
     *,
     mirror: bool = True,
+    compact: bool = False,
 ) -> PairTransform:
     """Training augmentation: random scale, random horizontal mirror, random crop.
 
@@ -404,6 +415,7 @@ def train_transform(
             ``None``: no crop, sizes vary.
         scale: range of the random resize factor; ``None``: no rescaling.
         mirror: flip left-right with probability 1/2.
+        compact: hand over uint8 images and labels as decoded (see :class:`PairTransform`).
 
     All randomness comes from torch's global generator (``torch.manual_seed``).
     """
@@ -415,12 +427,13 @@ def train_transform(
     if crop is not None:
         fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
         steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill=fill))
-    return PairTransform(steps)
+    return PairTransform(steps, compact=compact)
 
 
-def eval_transform() -> PairTransform:
-    """No augmentation: the whole image at its own size, as the paper evaluates."""
-    return PairTransform()
+def eval_transform(*, compact: bool = False) -> PairTransform:
+    """No augmentation: the whole image at its own size, as the paper evaluates.
+    ``compact``: as decoded, uint8 (see :class:`PairTransform`)."""
+    return PairTransform(compact=compact)
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,6 +574,8 @@ class _Segmentation(Dataset):
         image, label = as_tv_tensors(image, label)
         if self.transforms is not None:
             image, label = self.transforms(image, label)
+            if getattr(self.transforms, "compact", False):  # PairTransform(compact=True)
+                return image, label  # uint8, as decoded: converted on the device
         return to_tensors(image, label)
 
 
@@ -698,6 +713,7 @@ def paper_datasets(
     scale: tuple[float, float] | None = None,
     mirror: bool = True,
     download: bool = False,
+    compact: bool = False,
 ) -> tuple[Dataset, Seg11Valid]:
     """The paper's full-scale experiment: ``(training set with augmentation, seg11valid)``.
 
@@ -714,12 +730,15 @@ def paper_datasets(
             paper (jittering gave it no noticeable gain).
         mirror: random left-right flips.
         download: fetch what is missing first (VOC 2011 and SBD, plus VOC 2012 if asked).
+        compact: items as decoded, uint8 images and labels, converted on the device by
+            :func:`fcnlib.train.fit` (a fifth of the bytes through the DataLoader; see
+            :class:`PairTransform`). ``python -m fcnlib train --data voc`` uses it.
 
     Validation images keep their own sizes: evaluate them one at a time (batch size 1).
     """
     if train not in TRAIN_SETS:
         raise ValueError(f"train must be one of {TRAIN_SETS}, got {train!r}")
-    val = Seg11Valid(root=root, transforms=eval_transform(), download=download)
+    val = Seg11Valid(root=root, transforms=eval_transform(compact=compact), download=download)
     if download and train == "voc2012":
         fetch("voc2012", root)
     ids = sbd_ids("train", root=root) if train == "sbd" else voc_ids("train", year=train[3:],
@@ -732,7 +751,7 @@ def paper_datasets(
             stacklevel=2,
         )
         ids = [i for i in ids if i not in shared]
-    transforms = train_transform(crop, scale, mirror=mirror)
+    transforms = train_transform(crop, scale, mirror=mirror, compact=compact)
     if train == "sbd":
         data = SBDSegmentation("train", root=root, transforms=transforms, ids=ids)
     else:

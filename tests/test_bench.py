@@ -100,6 +100,7 @@ def test_pipeline_measures_each_part_and_removes_its_data(light):
     assert p["epochs"] == pytest.approx(300_000 / 8498)
     assert r["memory"] is None  # GPU memory is reported on CUDA only
     assert r["config"]["batch_size"] == 1 and r["config"]["loss_reduction"] == "sum"
+    assert r["config"]["compact"] is True  # uint8 handed over, as train --data voc does
 
 
 def test_pipeline_refuses_bad_options():
@@ -117,9 +118,10 @@ def test_cli_pipeline_keeps_root_and_reuses_it(capsys, light, tmp_path):
 
     cli.main(["bench", "pipeline", "--root", str(tmp_path), "--images", "6", "--size", "64",
               "--crop", "48", "--backbone", "tiny_vgg", "--device", "cpu", "--steps", "2",
-              "--workers", "0", "--amp", "off"])  # fmt: skip
+              "--workers", "0", "--amp", "off", "--float-handover"])  # fmt: skip
     out = capsys.readouterr().out
     assert "6 SBD-format training images of 48 x 64 written to" in out  # width 64, height 3/4
+    assert "handed over as float32 images and int64 labels" in out
     assert "removed at the end" not in out
     for part in ("loader alone", "one item", "step alone", "loop / step", "projection", " h at"):
         assert part in out, part

@@ -487,3 +487,53 @@ def test_paper_datasets_train_on_sbd_and_validate_on_seg11valid(tmp_path):
 def test_seg11valid_without_either_dataset_names_both_downloads(tmp_path):
     with pytest.raises(voc.DatasetNotFoundError, match=r"(?s)fetch voc2011.*fetch sbd"):
         voc.Seg11Valid(root=tmp_path)
+
+
+def _paper_pair(root, compact):
+    voc.write_fake_sbd(root, n_train=6, n_val=2, size=SIZE, content="scenes", seed=3)
+    val_ids = ["2011_000010", "2011_000011"]
+    voc.write_fake_voc(root, year=2011, ids_train=["2011_000001"], ids_val=val_ids, size=SIZE,
+                       content="scenes")  # fmt: skip
+    return voc.paper_datasets(root=root, crop=40, compact=compact)
+
+
+def test_compact_items_are_the_float_items_before_conversion(tmp_path):
+    from fcnlib.train import batch_to
+
+    train, val = _paper_pair(tmp_path, compact=True)
+    train_f, val_f = _paper_pair(tmp_path, compact=False)
+    assert "compact=True" in repr(train.transforms)
+    for i in range(len(train)):
+        torch.manual_seed(i)  # the same random crop and flip for both
+        image, label = train[i]
+        torch.manual_seed(i)
+        image_f, label_f = train_f[i]
+        assert image.dtype == label.dtype == torch.uint8 and image.shape == (3, 40, 40)
+        x, y = batch_to(image[None], label[None], "cpu")
+        assert torch.equal(x[0], image_f) and torch.equal(y[0], label_f)  # bit for bit
+        assert y.dtype == torch.int64
+    image, label = val[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, *SIZE)
+    x, _ = batch_to(image[None], label[None], "cpu", channels_last=True)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(x[0], val_f[0][0])
+
+
+def test_fit_on_compact_items_trains_bit_for_bit_as_on_float_items(tmp_path):
+    from fcnlib.models import fcn32s
+    from fcnlib.train import evaluate, fit, recipe
+
+    config = recipe("fast", epochs=1, batch_size=2, seed=0)
+    runs = []
+    for compact in (True, False):
+        train, val = _paper_pair(tmp_path, compact=compact)
+        torch.manual_seed(0)
+        net = fcn32s("tiny_vgg", n_classes=21, pretrained=True)
+        history = fit(net, train, val, config=config, n_classes=21, device="cpu",
+                      progress=False)  # fmt: skip
+        loader = DataLoader(val, batch_size=1)
+        runs.append((history[-1], net.state_dict(), evaluate(net, loader, n_classes=21)))
+    (h1, w1, s1), (h2, w2, s2) = runs
+    assert h1["loss"] == h2["loss"] and h1["mean_iu"] == h2["mean_iu"]
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert s1.mean_iu == s2.mean_iu and s1.pixel_acc == s2.pixel_acc

@@ -277,11 +277,30 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument(
         "--workers",
-        type=bench._positive("--workers", 0),
-        default=0,
-        help="DataLoader worker processes (default 0: load in the main process)",
+        type=_workers,
+        default=None,
+        help="DataLoader worker processes, or 'auto' (default): with --data voc on a GPU, "
+        "cores - 1 up to 8 (one item costs a few ms of one core to decode and crop: see "
+        "'bench pipeline'); otherwise 0, loading in the main process",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _workers(text: str) -> int | None:
+    """--workers: a count >= 0, or 'auto' (None, resolved by :func:`_auto_workers`)."""
+    return None if text == "auto" else bench._positive("--workers", 0)(text)
+
+
+def _auto_workers(args: argparse.Namespace, device: torch.device) -> int:
+    """The DataLoader workers of ``--workers auto``. VOC and SBD items are decoded from JPEG and
+    PNG/.mat files, a few ms of one core each (``bench pipeline`` prints the cost): on a GPU,
+    workers on every core but one (up to 8) keep the step fed; on Colab's 2 vCPUs that is one.
+    The lab scenes are tensors in memory, and CPU training needs its cores for itself: 0."""
+    if args.workers is not None:
+        return args.workers
+    if args.data != "voc" or device.type == "cpu":
+        return 0
+    return min(8, max(1, bench._cpu_cores() - 1))
 
 
 def _classes(args: argparse.Namespace) -> tuple[str, ...]:
@@ -444,7 +463,7 @@ def _train_here(args: argparse.Namespace) -> None:
     saved = None if existing is None else TrainConfig.from_dict(existing["config"])
     if not args.resume:
         saved = None  # a new run takes the defaults (and is refused below if the path is taken)
-    overrides = {"seed": args.seed, "num_workers": args.workers}
+    overrides = {"seed": args.seed, "num_workers": args.workers or 0}  # auto: resolved below
     # on --resume, what is not given stays as the run had it (not the defaults)
     overrides["epochs"] = args.epochs or (saved.epochs if saved else 8)
     if args.lr is None and saved is not None:
@@ -474,6 +493,7 @@ def _train_here(args: argparse.Namespace) -> None:
     }  # fmt: skip
     state = _check_run(args, config, run, existing)  # before any data is read or net built
     device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
+    config = config.replace(num_workers=_auto_workers(args, device))
     train, val, _ = _datasets(args, train=True)
     if not is_main_process():
         barrier()  # let rank 0 pre-train and cache the lab backbone first, then load it
@@ -539,7 +559,10 @@ def _eval(args: argparse.Namespace) -> None:
         )
     if args.data == "voc":  # whole images of different sizes: one at a time
         loader = torch.utils.data.DataLoader(
-            data, batch_size=1, num_workers=args.workers, pin_memory=device.type == "cuda"
+            data,
+            batch_size=1,
+            num_workers=_auto_workers(args, device),
+            pin_memory=device.type == "cuda",
         )
         what = f"{len(data)} seg11valid images"
     else:

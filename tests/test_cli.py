@@ -310,3 +310,20 @@ def test_a_diverging_run_stops_with_a_message_in_flags(tmp_path):
     assert message.startswith("training diverged: loss") and "at epoch 2, step 0" in message
     assert "run.pt keeps the last good epoch." in message
     assert "Try a lower --lr (this run: 1e+04)" in message and "divergence=None" not in message
+
+
+def test_workers_auto_feeds_a_gpu_on_voc_only(monkeypatch):
+    import fcnlib.bench
+    from fcnlib.cli import _auto_workers
+
+    parser = build_parser()
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    voc = parser.parse_args(["train", "--data", "voc"])
+    assert voc.workers is None  # 'auto' by default
+    for cores, expected in ((2, 1), (16, 8), (1, 1), (64, 8)):  # Colab's 2 vCPUs: one worker
+        monkeypatch.setattr(fcnlib.bench, "_cpu_cores", lambda n=cores: n)
+        assert _auto_workers(voc, gpu) == expected
+    assert _auto_workers(voc, cpu) == 0  # CPU training keeps its cores
+    assert _auto_workers(parser.parse_args(["train"]), gpu) == 0  # lab scenes are in memory
+    assert _auto_workers(parser.parse_args(["train", "--data", "voc", "--workers", "3"]), gpu) == 3
+    assert parser.parse_args(["train", "--workers", "auto"]).workers is None

@@ -278,6 +278,34 @@ def test_mirror_and_crop_keep_every_pixel_aligned():
     assert 0 < flipped < 12  # both mirrored and unmirrored outcomes occurred
 
 
+@pytest.mark.parametrize("compact", [False, True])
+def test_shift_moves_image_and_label_together_and_pads_with_void(compact):
+    image, label = _coordinate_pair()
+    h, w = SIZE
+    t = voc.train_transform(crop=None, scale=None, mirror=False, shift=5, compact=compact)
+    offsets = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out_image, out_label = t(image, label)
+        assert out_image.shape == (3, h, w) and out_label.shape == (h, w)  # the size stays
+        px = out_image.long() if compact else (out_image * 255).round().long()
+        pad = (px == 0).all(0)
+        assert (out_label[pad] == 255).all()
+        col, row = px[1][~pad] - 1, px[2][~pad] - 1
+        assert torch.equal(out_label[~pad].long(), label[row, col].long())
+        ys, xs = torch.nonzero(~pad, as_tuple=True)
+        dy, dx = (ys - row).unique(), (xs - col).unique()
+        assert len(dy) == len(dx) == 1  # one translation for the whole picture
+        dy, dx = int(dy), int(dx)
+        assert abs(dy) <= 5 and abs(dx) <= 5
+        assert int(pad.sum()) == h * w - (h - abs(dy)) * (w - abs(dx))
+        offsets.add((dy, dx))
+    assert len(offsets) > 20  # many of the 11 x 11 offsets occurred
+    assert {d > 0 for d, _ in offsets} == {d > 0 for _, d in offsets} == {True, False}
+    with pytest.raises(ValueError, match="max_shift"):
+        voc.RandomShift(-1)
+
+
 def _block_pair(seed=0, block=16, band=3):
     """Blocks of random classes with flat colours, separated by void bands `band` px each side."""
     g = torch.Generator().manual_seed(seed)
@@ -482,6 +510,30 @@ def test_paper_datasets_train_on_sbd_and_validate_on_seg11valid(tmp_path):
     assert train.ids == ["2012_000001"]
     with pytest.raises(ValueError, match="train must be one of"):
         voc.paper_datasets("coco", root=tmp_path)
+
+
+def test_paper_datasets_train_without_augmentation_unless_asked(tmp_path):
+    # the paper tried mirroring and 32-pixel jittering, found no noticeable gain, and its final
+    # nets train on the images as they are: so do paper_datasets' by default
+    voc.write_fake_sbd(tmp_path, n_train=4, n_val=1, size=SIZE, content="scenes", seed=1)
+    voc.write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=["2011_000010"],
+                       size=SIZE, content="scenes")  # fmt: skip
+    plain = voc.SBDSegmentation("train", root=tmp_path)
+    train, _ = voc.paper_datasets(root=tmp_path, crop=None)
+    assert "Flip" not in repr(train.transforms) and "Shift" not in repr(train.transforms)
+    mirrored, _ = voc.paper_datasets(root=tmp_path, crop=None, mirror=True)
+    shifted, _ = voc.paper_datasets(root=tmp_path, crop=None, shift=8)
+    changed = {"mirror": 0, "shift": 0}
+    for seed in range(10):
+        for i in range(len(plain)):
+            torch.manual_seed(seed)
+            image, label = train[i]
+            assert torch.equal(image, plain[i][0]) and torch.equal(label, plain[i][1])
+            torch.manual_seed(seed)
+            changed["mirror"] += not torch.equal(mirrored[i][1], plain[i][1])
+            torch.manual_seed(seed)
+            changed["shift"] += not torch.equal(shifted[i][1], plain[i][1])
+    assert 0 < changed["mirror"] < 40 and changed["shift"] > 20  # the options still work
 
 
 def test_seg11valid_without_either_dataset_names_both_downloads(tmp_path):

@@ -7,13 +7,26 @@ no-op and the cells print their numbers as usual.
 
 >>> glue("answer", 42)
 42
+
+The chapters also keep one *results ledger*: every net a chapter trains on the lab bench and
+scores on the shared validation scenes is recorded (:func:`record_result`), so that one table can
+put the whole course side by side (:func:`recorded_results`). The ledger is a JSON file under
+``$FCN_CACHE/results`` (``$FCN_RESULTS`` names another file); each chapter rewrites its own rows
+every time it runs, and each row says which scenes it was scored on.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["glue"]
+__all__ = ["LAB_VALIDATION", "glue", "record_result", "recorded_results", "results_path"]
+
+# The scenes every lab-bench result in the ledger is scored on: ShapesDataset("val", **this).
+LAB_VALIDATION = {"split": "val", "size": 128, "length": 128, "seed": 0}
 
 T = TypeVar("T")
 
@@ -38,3 +51,74 @@ def glue(name: str, value: T) -> T:
     plain = value.item() if getattr(value, "ndim", None) == 0 else value  # a tensor/NumPy scalar
     myst_glue(name, plain, display=False)  # stored as its repr: "0.25", not "tensor(0.2500)"
     return value
+
+
+def results_path() -> Path:
+    """The results ledger: ``$FCN_RESULTS``, else ``$FCN_CACHE/results/lab.json``."""
+    from fcnlib.config import cache_dir
+
+    return Path(os.environ.get("FCN_RESULTS") or cache_dir() / "results" / "lab.json")
+
+
+def record_result(
+    name: str,
+    scores: Any,
+    *,
+    chapter: int,
+    seconds_per_image: float | None = None,
+    scenes: dict[str, Any] | None = None,
+    path: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write one trained net's scores to the results ledger (replacing an older row of that name).
+
+    Args:
+        name: the row's name, e.g. ``"FCN-8s"``.
+        scores: :class:`fcnlib.metrics.Scores` (its four metrics and per-class IU are kept).
+        chapter: the chapter that trained and scored it.
+        seconds_per_image: inference time of one validation scene, if measured.
+        scenes: what it was scored on (default :data:`LAB_VALIDATION`); only rows scored on the
+            same scenes belong in one table.
+
+    Returns the row as written. The file is replaced atomically.
+    """
+    from fcnlib._io import atomic_write_text
+
+    row = {
+        "chapter": int(chapter),
+        **{k: float(v) for k, v in scores.as_dict().items()},
+        "iu": [float(v) for v in scores.iu.tolist()],
+        "seconds_per_image": None if seconds_per_image is None else float(seconds_per_image),
+        "scenes": dict(scenes or LAB_VALIDATION),
+        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    target = Path(path) if path is not None else results_path()
+    ledger = recorded_results(target)
+    ledger[name] = row
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(ledger, indent=1) + "\n", target)
+    return row
+
+
+def recorded_results(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """The results ledger as ``{name: row}`` (empty if no chapter has recorded anything yet).
+
+    >>> import tempfile, types, torch
+    >>> scores = types.SimpleNamespace(as_dict=lambda: {"mean_iu": 0.5}, iu=torch.tensor([0.5]))
+    >>> path = Path(tempfile.mkdtemp()) / "lab.json"
+    >>> _ = record_result("demo", scores, chapter=1, path=path)
+    >>> recorded_results(path)["demo"]["mean_iu"]
+    0.5
+    """
+    target = Path(path) if path is not None else results_path()
+    if not target.exists():
+        return {}
+    try:
+        ledger = json.loads(target.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"the results ledger {target} is not valid JSON ({err}); delete it and re-run the "
+            f"chapters to record their results again"
+        ) from err
+    if not isinstance(ledger, dict):
+        raise ValueError(f"the results ledger {target} should hold a JSON object, not {ledger!r}")
+    return ledger

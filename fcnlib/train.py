@@ -209,6 +209,7 @@ def segmentation_loss(
     ignore_index: int = 255,
     reduction: str = "mean",
     sample_fraction: float | None = None,
+    sample_cell: int = 1,
     class_weights: torch.Tensor | Sequence[float] | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -219,8 +220,11 @@ def segmentation_loss(
         target: int64 ``(N, H, W)`` with class ids ``0..C-1`` or ``ignore_index``.
         reduction: ``"mean"`` over labelled pixels (weighted mean with class weights) or
             ``"sum"``, the official "heavy" recipe's unnormalised loss.
-        sample_fraction: keep each labelled position with probability ``p`` (loss sampling);
-            the dropped ones count as void. ``None`` keeps all.
+        sample_fraction: keep each sampling cell's loss with probability ``p`` (loss
+            sampling); the dropped pixels count as void. ``None`` keeps all.
+        sample_cell: side in pixels of the cells kept or dropped together. The paper (§4.3)
+            drops whole *final-layer cells*: pass the net's output stride (32 for FCN-32s),
+            cells aligned with the image's top-left corner. 1 samples single pixels.
         class_weights: one float per class, or None.
         generator: random source for the sampling (default: torch's global one).
 
@@ -258,9 +262,14 @@ def segmentation_loss(
     if sample_fraction is not None:
         if not 0 < sample_fraction <= 1:
             raise ValueError(f"sample_fraction must be in (0, 1], got {sample_fraction}")
+        if not isinstance(sample_cell, int) or isinstance(sample_cell, bool) or sample_cell < 1:
+            raise ValueError(f"sample_cell must be an int >= 1 (pixels), got {sample_cell!r}")
+        n, h, w = target.shape
+        cells = (n, -(-h // sample_cell), -(-w // sample_cell))  # ceil: partial cells at the edge
         where = generator.device if generator is not None else target.device
-        keep = torch.rand(target.shape, generator=generator, device=where) < sample_fraction
-        labelled = labelled & keep.to(target.device)
+        keep = torch.rand(cells, generator=generator, device=where) < sample_fraction
+        keep = keep.repeat_interleave(sample_cell, 1).repeat_interleave(sample_cell, 2)
+        labelled = labelled & keep[:, :h, :w].to(target.device)
     weight = None
     if class_weights is not None:
         weight = torch.as_tensor(class_weights, dtype=torch.float32, device=logits.device)
@@ -446,6 +455,13 @@ class DivergenceError(FloatingPointError):
 DIVERGENCE = 100.0
 
 
+def _output_stride(model: nn.Module) -> int:
+    """The net's output stride (its final-layer cell, in pixels); 1 when it does not say."""
+    net = getattr(model, "module", model)  # DistributedDataParallel wraps the net
+    stride = getattr(net, "stride", 1)
+    return stride if isinstance(stride, int) and stride >= 1 else 1
+
+
 def _uniform_loss(
     logits: torch.Tensor, labels: torch.Tensor, config: TrainConfig, weights: Any
 ) -> float:
@@ -541,6 +557,7 @@ def train_one_epoch(
             ignore_index=config.ignore_index,
             reduction=config.loss_reduction,
             sample_fraction=config.loss_sampling,
+            sample_cell=_output_stride(model),  # the paper drops whole final-layer cells
             class_weights=weights,
         )
         value = loss.item()  # one sync per step; it buys the nan check below

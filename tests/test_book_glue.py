@@ -4,6 +4,8 @@ import builtins
 import sys
 import types
 
+import pytest
+
 from fcnlib.book import glue
 
 
@@ -37,3 +39,28 @@ def test_glue_is_a_no_op_without_myst_nb(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_myst)
     assert glue("x", "text") == "text"
+
+
+def test_results_ledger_keeps_one_row_per_net_and_refuses_a_damaged_file(tmp_path, monkeypatch):
+    import torch
+
+    from fcnlib.book import LAB_VALIDATION, record_result, recorded_results, results_path
+    from fcnlib.metrics import ConfusionMatrix
+
+    monkeypatch.setenv("FCN_RESULTS", str(tmp_path / "ledger.json"))
+    assert results_path() == tmp_path / "ledger.json" and recorded_results() == {}
+    target = torch.tensor([[0, 1], [1, 1]])
+    first = ConfusionMatrix(2).update(torch.zeros_like(target), target).compute()
+    better = ConfusionMatrix(2).update(target, target).compute()
+    record_result("FCN-32s", first, chapter=2, seconds_per_image=0.01)
+    record_result("patchwise", first, chapter=1)
+    record_result("FCN-32s", better, chapter=5)  # a re-run replaces its row
+    ledger = recorded_results()
+    assert set(ledger) == {"FCN-32s", "patchwise"}
+    assert ledger["FCN-32s"]["chapter"] == 5 and ledger["FCN-32s"]["mean_iu"] == 1.0
+    assert ledger["patchwise"]["mean_iu"] == first.mean_iu
+    assert ledger["patchwise"]["iu"] == first.iu.tolist()
+    assert ledger["patchwise"]["scenes"] == LAB_VALIDATION
+    (tmp_path / "ledger.json").write_text("{not json")
+    with pytest.raises(ValueError, match="delete it and re-run"):
+        recorded_results()

@@ -169,6 +169,27 @@ def test_loss_sampling_keeps_the_fraction_of_labelled_positions():
     assert_close(segmentation_loss(logits, target, sample_fraction=0.3), torch.tensor(math.log(4)))
 
 
+@pytest.mark.parametrize("cell", [4, 32])
+def test_loss_sampling_drops_whole_final_layer_cells(cell):
+    # The paper ignores each final-layer cell with probability 1 - p: within a cell every pixel
+    # is kept or dropped together, and about p of the cells survive.
+    h, w = 2 * cell + 3, 3 * cell  # a partial row of cells at the bottom
+    target = torch.randint(0, 4, (16, h, w))
+    logits = torch.zeros(16, 4, h, w, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    loss = segmentation_loss(
+        logits, target, reduction="sum", sample_fraction=0.5, sample_cell=cell, generator=g
+    )
+    loss.backward()
+    kept = (logits.grad.abs().sum(1) > 0).float().unsqueeze(1)  # pixels whose loss counted
+    most = F.max_pool2d(kept, cell, ceil_mode=True)  # per cell: any pixel kept
+    least = -F.max_pool2d(-kept, cell, ceil_mode=True)  # per cell: every pixel kept
+    assert torch.equal(most, least), "a cell is kept or dropped whole"
+    assert most.mean().item() == pytest.approx(0.5, abs=0.08)
+    with pytest.raises(ValueError, match="sample_cell"):
+        segmentation_loss(logits, target, sample_fraction=0.5, sample_cell=0)
+
+
 def test_class_weights():
     counts = torch.tensor([600, 300, 0, 100])
     weights = balanced_class_weights(counts)

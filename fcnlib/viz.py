@@ -37,6 +37,7 @@ __all__ = [
     "draw_transposed_conv",
     "legend_handles",
     "overlay",
+    "plot_confusion",
     "plot_curves",
     "show_images",
     "show_segmentation",
@@ -335,6 +336,55 @@ _SCORE = "#fdd0a2"  # class-score layers
 _FUSE = "#fff2ae"  # sums
 _OUTPUT = "#c7e9c0"  # per-pixel predictions
 _EDGE = "0.35"
+
+
+def plot_confusion(
+    confusion: torch.Tensor,
+    class_names: Sequence[str],
+    *,
+    normalize: bool = True,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Heatmap of a confusion matrix: rows are the true classes, columns the predictions.
+
+    Args:
+        confusion: ``(C, C)`` counts, ``confusion[i, j]`` = pixels of class i predicted j (as
+            :class:`fcnlib.metrics.ConfusionMatrix` holds them).
+        class_names: C names.
+        normalize: divide each row by its total, so a row reads "where the pixels of this
+            class went" and the diagonal is the class's accuracy; rare classes stay visible.
+        ax: axes to draw on (a new figure otherwise).
+
+    >>> fig = plot_confusion(torch.tensor([[8, 2], [1, 9]]), ["bg", "obj"])
+    >>> fig.axes[0].images[0].get_array()[0, 1]  # row-normalised: 2 of background's 10
+    np.float64(0.2)
+    """
+    confusion = torch.as_tensor(confusion).double().cpu()
+    if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"expected a square (C, C) matrix, got shape {tuple(confusion.shape)}")
+    if len(class_names) != confusion.shape[0]:
+        raise ValueError(
+            f"{len(class_names)} class names for a {confusion.shape[0]}-class matrix"
+        )
+    shown = confusion / confusion.sum(1, keepdim=True).clamp_min(1) if normalize else confusion
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.55 * n + 2.2, 0.5 * n + 1.2), layout="constrained")
+    im = ax.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    for i, j in itertools.product(range(n), range(n)):
+        v = float(shown[i, j])
+        ax.text(j, i, f"{v:.2f}" if normalize else f"{v:.0f}", ha="center", va="center",
+                fontsize=7, color="white" if normalize and v > 0.6 else "black")  # fmt: skip
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    ax.set_title(title or ("share of each true class's pixels" if normalize else "pixels"),
+                 fontsize=9)  # fmt: skip
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return ax.figure
 
 
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -372,3 +372,20 @@ def test_architecture_figure_errors():
         draw_shift_and_stitch(4)
     with pytest.raises(ValueError, match="readable"):
         draw_transposed_conv(range(8), (1.0, 1.0))
+
+
+def test_plot_confusion_rows_are_shares_of_the_true_class():
+    import matplotlib.pyplot as plt
+
+    cm = torch.tensor([[90, 6, 4], [3, 7, 0], [0, 0, 0]])
+    from fcnlib import viz
+
+    fig = viz.plot_confusion(cm, ["bg", "a", "b"])
+    shown = fig.axes[0].images[0].get_array()
+    assert shown[0].sum() == pytest.approx(1.0) and shown[1, 1] == pytest.approx(0.7)
+    assert shown[2].sum() == 0  # an absent class: an empty row, not a division by zero
+    raw = viz.plot_confusion(cm, ["bg", "a", "b"], normalize=False).axes[0].images[0].get_array()
+    assert raw[0, 0] == 90
+    with pytest.raises(ValueError, match="class names"):
+        viz.plot_confusion(cm, ["bg", "a"])
+    plt.close("all")

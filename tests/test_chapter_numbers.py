@@ -39,6 +39,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         **dict.fromkeys(("22 ms", "1.2 ms", "5x", "45.4", "59.4"), "the paper's numbers"),
         "32x": "FCN-32s's upsampling factor, its output stride",
         **dict.fromkeys(("0.05", "5%"), "the sampling fraction an exercise asks to try"),
+        "4.3": "the paper's section number",
     },
     "03": {
         "50 minutes": "reading-time estimate in the frame",

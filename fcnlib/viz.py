@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "colorize",
+    "draw_crop_geometry",
     "draw_fc_to_conv",
     "draw_fusion_graph",
     "draw_pipeline",
@@ -935,4 +936,144 @@ def draw_transposed_conv(
     )
     ax.set_xlim(-1.6, n_out + 0.1)
     ax.set_ylim(-row - 0.1, 0.9)
+    return ax.figure
+
+
+def draw_crop_geometry(
+    net: FCN | None = None,
+    *,
+    size: int | tuple[int, int] = 224,
+    image: torch.Tensor | None = None,
+    corner: int | None = None,
+    legend: bool = True,
+    ax: Axes | None = None,
+) -> Figure:
+    """Where an FCN-32s's maps lie over its input, in input pixels: the input, the input as the
+    first convolution sees it (zero-padded), the centres of the ``score_fr`` units, the final
+    upsampling's output and the window that the crop keeps.
+
+    Nothing is typed in: the padding is the first convolution's, the map sizes are measured by
+    a forward pass on a zero image of ``size``, the unit centres come from the layers'
+    coordinate maps (:func:`fcnlib.receptive_field.coord_map`) and the crop from
+    :func:`fcnlib.receptive_field.crop_offset`. Pixel ``y`` of the upsampled map lies over input
+    pixel ``y - crop``, so the crop window lands on the input. For VGG16 with ``align="caffe"``
+    this is the original FCN-32s: conv1_1 padded by 100, ``upscore`` cropped at 19.
+
+    Args:
+        net: an :class:`~fcnlib.models.FCN` without skips; default ``fcn32s("vgg16",
+            align="caffe")`` built on the meta device (shapes only, no weights in memory).
+        size: input side, or ``(H, W)``; taken from ``image`` when one is given.
+        image: float ``(3, H, W)`` in [0, 1], drawn as the input (else a grey square).
+        corner: show only the top-left corner, from the padding's edge to this many pixels into
+            the input, with the centre of ``score_fr`` unit (0, 0) written out.
+        legend: add a legend naming each element with its numbers.
+        ax: draw into this axes instead of a new figure.
+
+    >>> import matplotlib.pyplot as plt
+    >>> from fcnlib.models import fcn32s
+    >>> fig = draw_crop_geometry(fcn32s("tiny_vgg", align="caffe"), size=64)
+    >>> [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "crop"]
+    ['crop 19']
+    >>> plt.close(fig)
+    """
+    import matplotlib.pyplot as plt
+    from torch import nn
+
+    from fcnlib.models import fcn32s
+    from fcnlib.receptive_field import CoordMap, coord_map, crop_offset
+
+    if net is None:
+        with torch.device("meta"):
+            net = fcn32s("vgg16", n_classes=21, pretrained=False, align="caffe")
+    if net.skip_strides:
+        raise ValueError(
+            f"draw_crop_geometry draws a net without skips (FCN-32s), got one with skips at "
+            f"strides {net.skip_strides}"
+        )
+    h, w = _hw(size) if image is None else (int(image.shape[-2]), int(image.shape[-1]))
+    sizes = _map_sizes(net, (h, w))
+    name = net.final_name  # "upscore"
+    up = getattr(net, name)
+    to_score = [*net.features.values(), net.fc, net.score_fr]
+    first = next(m for s in net.features.values() for m in s.modules() if isinstance(m, nn.Conv2d))
+    pad = tuple(int(p) for p in (first.padding if isinstance(first.padding, tuple) else (0, 0)))
+    centres, crop = [], []
+    for axis in (-2, -1):  # height, then width
+        score = coord_map(to_score, axis=axis, input_size=(h, w))
+        n = sizes["score_fr"][axis]
+        centres.append([score.inverse()(j) for j in range(n)])  # unit j over input x
+        upmap = coord_map([*to_score, up], axis=axis, input_size=(h, w))
+        crop.append(crop_offset(upmap, CoordMap.identity()))
+    (uh, uw), stride = sizes[name], net.stride
+
+    ax = _canvas(ax, (7, 6))
+    ax.add_patch(
+        plt.Rectangle(
+            (-pad[1] - 0.5, -pad[0] - 0.5), w + 2 * pad[1], h + 2 * pad[0], facecolor="0.9",
+            edgecolor="0.45", hatch="//", lw=0.8, zorder=0, gid="padded",
+            label=f"conv1_1's input: zero-padded by {pad[1]}, "
+            f"{_x((h + 2 * pad[0], w + 2 * pad[1]))}",
+        )
+    )  # fmt: skip
+    if image is not None:
+        ax.imshow(_hwc(_float_image(image)), extent=(-0.5, w - 0.5, h - 0.5, -0.5), zorder=1)
+    else:
+        ax.add_patch(plt.Rectangle((-0.5, -0.5), w, h, facecolor="0.75", zorder=1))
+    ax.add_patch(
+        plt.Rectangle(
+            (-crop[1] - 0.5, -crop[0] - 0.5), uw, uh, fill=False, edgecolor="C1", lw=1.8,
+            ls="--", zorder=3, gid=name, label=f"{name} output {_x((uh, uw))}",
+        )
+    )  # fmt: skip
+    ax.add_patch(
+        plt.Rectangle(
+            (-0.5, -0.5), w, h, fill=False, edgecolor="C2", lw=2.2, zorder=4, gid="window",
+            label=f"crop window: {name}[{crop[0]}:{crop[0] + h}, {crop[1]}:{crop[1] + w}]",
+        )
+    )  # fmt: skip
+    ys, xs = torch.meshgrid(torch.tensor(centres[0]), torch.tensor(centres[1]), indexing="ij")
+    ax.plot(
+        xs.flatten(), ys.flatten(), "o", ms=3.5, color="C0", mec="white", mew=0.5, zorder=5,
+        gid="score_fr", label=f"score_fr {_x(sizes['score_fr'])}: unit centres, {stride} px apart",
+    )  # fmt: skip
+    # the two offsets, as dimension lines across the left border, halfway down
+    arrow = {"arrowstyle": "<->", "lw": 1.2, "shrinkA": 0, "shrinkB": 0}
+    text = {
+        "fontsize": 8,
+        "va": "center",
+        "clip_on": True,
+        "zorder": 6,
+        "bbox": {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+    }
+    seen = h if corner is None else min(corner, h)  # input rows in view
+    y_pad, y_crop = 0.5 * (seen - 1), 0.5 * (seen - 1) + 0.08 * seen
+    ax.annotate("", (-0.5, y_pad), (-pad[1] - 0.5, y_pad), arrowprops=arrow | {"color": "0.2"})
+    ax.text(-pad[1] / 2 - 0.5, y_pad - 0.04 * seen, f"pad {pad[1]}", color="0.2", ha="center",
+            gid="pad", **text)  # fmt: skip
+    if crop[1]:
+        ax.annotate(
+            "", (-0.5, y_crop), (-crop[1] - 0.5, y_crop), arrowprops=arrow | {"color": "C1"}
+        )
+        ax.text(
+            -crop[1] - 2.5, y_crop, f"crop {crop[1]}", color="C1", ha="right", gid="crop", **text
+        )
+    margin = 0.04 * (w + 2 * pad[1])
+    left = min(-pad[1], -crop[1]) - 0.5 - margin
+    right = max(w + pad[1], uw - crop[1]) - 0.5 + margin
+    top = min(-pad[0], -crop[0]) - 0.5 - margin
+    bottom = max(h + pad[0], uh - crop[0]) - 0.5 + margin
+    if corner is not None:
+        right = bottom = min(corner, h, w) - 0.5
+        y0, x0 = centres[0][0], centres[1][0]
+        ax.annotate(
+            f"score_fr unit (0, 0)\ncentred at ({y0:g}, {x0:g})", (x0, y0), (x0 + 0.2 * seen,
+            y0 + 0.45 * seen), fontsize=8, color="C0", gid="unit0", zorder=6, bbox=text["bbox"],
+            arrowprops={"arrowstyle": "->", "color": "C0", "lw": 1},
+        )  # fmt: skip
+    ax.set(xlim=(left, right), ylim=(bottom, top))
+    ax.set_title(
+        f"input {_x((h, w))}: pad {pad[1]}, crop {crop[1]} -- the window is the input", fontsize=9
+    )
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     return ax.figure

@@ -25,6 +25,7 @@ from fcnlib.upsample import shift_and_stitch
 from fcnlib.viz import (
     _stitch_sources,
     colorize,
+    draw_crop_geometry,
     draw_fc_to_conv,
     draw_fusion_graph,
     draw_pipeline,
@@ -365,6 +366,47 @@ def test_transposed_conv_sums_are_conv_transpose1d(x, w, stride):
     assert_close(drawn, want, rtol=0, atol=6e-4)  # printed to 3 decimals
     assert [float(t) for t in _drawn(fig, "input")] == list(x)
     _no_text_overlaps(fig)
+
+
+def _patch(fig, gid):
+    (patch,) = [p for p in fig.axes[0].patches if p.get_gid() == gid]
+    return patch
+
+
+@pytest.mark.parametrize(("align", "size"), [("caffe", (64, 45)), ("caffe", 37), ("same", 50)])
+def test_crop_geometry_is_the_nets(align, size):
+    net = fcn32s("tiny_vgg", n_classes=3, align=align).eval()
+    h, w = (size, size) if isinstance(size, int) else size
+    with torch.no_grad():
+        maps = net.score_maps(torch.rand(1, 3, h, w))
+    fig = draw_crop_geometry(net, size=size, corner=30)
+    c, pad = net.crop_offsets["upscore"], net.features["pool2"][0].padding[0]
+    up = _patch(fig, "upscore")  # upscore's pixels, placed over the input
+    assert up.get_xy() == (-c - 0.5, -c - 0.5)
+    assert (up.get_height(), up.get_width()) == tuple(maps["upscore"].shape[-2:])
+    # the window drawn over the input is what the net's crop keeps: its output, exactly
+    window = _patch(fig, "window")
+    assert window.get_xy() == (-0.5, -0.5) and (window.get_height(), window.get_width()) == (h, w)
+    assert_close(maps["upscore"][..., c : c + h, c : c + w], maps["score"], rtol=0, atol=0)
+    padded = _patch(fig, "padded")
+    assert padded.get_xy() == (-pad - 0.5, -pad - 0.5) and padded.get_width() == w + 2 * pad
+    # score_fr unit j lies under upscore's pixel (k - 1) / 2 - p + 32 j (kernel k, padding p),
+    # i.e. over input pixel (k - 1) / 2 - p + 32 j - c; one dot per unit
+    (dots,) = [line for line in fig.axes[0].lines if line.get_gid() == "score_fr"]
+    k, p = net.upscore.kernel_size[0], net.upscore.padding[0]
+    n = maps["score_fr"].shape[-1] * maps["score_fr"].shape[-2]
+    xs = sorted(set(dots.get_xdata().tolist()))
+    assert len(dots.get_xdata()) == n
+    assert xs == [(k - 1) / 2 - p - c + 32 * j for j in range(maps["score_fr"].shape[-1])]
+    assert _drawn(fig, "crop") == ([f"crop {c}"] if c else [])
+    assert _drawn(fig, "pad") == [f"pad {pad}"]
+
+
+def test_crop_geometry_default_is_the_original_fcn32s():
+    fig = draw_crop_geometry(size=500)  # VGG16, align="caffe", on the meta device
+    assert _drawn(fig, "pad") == ["pad 100"] and _drawn(fig, "crop") == ["crop 19"]
+    with pytest.raises(ValueError, match="without skips"):
+        draw_crop_geometry(fcn8s("tiny_vgg", align="caffe"), size=64)
 
 
 def test_architecture_figure_errors():

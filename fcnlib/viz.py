@@ -971,9 +971,10 @@ def draw_crop_geometry(
 
     >>> import matplotlib.pyplot as plt
     >>> from fcnlib.models import fcn32s
-    >>> fig = draw_crop_geometry(fcn32s("tiny_vgg", align="caffe"), size=64)
-    >>> [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "crop"]
-    ['crop 19']
+    >>> net = fcn32s("tiny_vgg", align="caffe")
+    >>> fig = draw_crop_geometry(net, size=64)
+    >>> [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "crop"]  # net.crop_offsets
+    ['crop 83']
     >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt

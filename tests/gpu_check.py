@@ -93,7 +93,7 @@ Offline: on a machine with the index, download wheels for this Python ({py}, {ar
   (two versions of one package clash), copy .whl here, then:
   {sys.executable} -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
-and run this check again. Details: book/setup.md, "Checking the course on a GPU"."""
+and run this check again. Details: book/maintainers.md, "Checking the course on a GPU"."""
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -40,6 +40,7 @@ __all__ = [
     "overlay",
     "plot_confusion",
     "plot_curves",
+    "plot_score_bars",
     "show_images",
     "show_segmentation",
     "voc_palette",
@@ -322,6 +323,66 @@ def plot_curves(
     if title:
         ax.set_title(title)
     ax.legend()
+    return ax if fig is None else fig
+
+
+_METRIC_NAMES = {
+    "pixel_acc": "pixel acc",
+    "mean_acc": "mean acc",
+    "mean_iu": "mean IU",
+    "fw_iu": "f.w. IU",
+}
+
+
+def plot_score_bars(
+    results: Mapping[str, Any],
+    *,
+    metrics: Sequence[str] = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu"),
+    percent: bool = True,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Figure | Axes:
+    """Grouped bar chart: one group per metric, one bar per run, each bar labelled with its value.
+
+    ``results`` maps a run's name to its scores, a :class:`~fcnlib.metrics.Scores` or any
+    mapping ``{metric: value}`` (so measures of your own, e.g. accuracy on some pixels, can sit
+    beside the paper's four). Values are fractions, drawn as percentages with ``percent``; a
+    nan value leaves its bar out. Returns the new Figure, or ``ax`` if one was given.
+
+    >>> fig = plot_score_bars({"FCN-32s": {"mean_iu": 0.5}, "FCN-8s": {"mean_iu": 0.6}},
+    ...                       metrics=["mean_iu"])
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    def value(scores: Any, metric: str) -> float:
+        got = scores.get(metric) if isinstance(scores, Mapping) else getattr(scores, metric, None)
+        if got is None:
+            raise KeyError(f"no {metric!r} in the scores {scores!r}; metrics asked: {metrics}")
+        return _num(got) * (100 if percent else 1)
+
+    fig = None
+    if ax is None:
+        width = max(4.0, 1.1 * len(metrics) * max(len(results), 1) ** 0.5 + 1.5)
+        fig, ax = plt.subplots(figsize=(width, 3.2), layout="constrained")
+    n = max(len(results), 1)
+    bar = 0.8 / n
+    top = 0.0
+    for r, (run, scores) in enumerate(results.items()):
+        xs = [m - 0.4 + bar * (r + 0.5) for m in range(len(metrics))]
+        heights = [value(scores, metric) for metric in metrics]
+        kept = [(x, h) for x, h in zip(xs, heights, strict=True) if not math.isnan(h)]
+        bars = ax.bar([x for x, _ in kept], [h for _, h in kept], bar, label=run, color=f"C{r}")
+        ax.bar_label(bars, fmt="%.1f" if percent else "%.3g", fontsize=8, padding=1)
+        top = max([top, *(h for _, h in kept)])
+    names = [textwrap.fill(_METRIC_NAMES.get(m, m), 14) for m in metrics]  # long names: 2 lines
+    ax.set_xticks(range(len(metrics)), names)
+    ax.set_ylabel("%" if percent else "value")
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside, not on, the bars
+    if title:
+        ax.set_title(title)
     return ax if fig is None else fig
 
 

@@ -34,6 +34,7 @@ from fcnlib.viz import (
     legend_handles,
     overlay,
     plot_curves,
+    plot_score_bars,
     show_images,
     show_segmentation,
     voc_palette,
@@ -210,6 +211,31 @@ def test_plot_curves_several_runs_on_given_axes():
     assert out is ax
     assert [line.get_label() for line in ax.get_lines()] == ["FCN-32s", "FCN-8s"]
     assert ax.get_legend() is not None
+
+
+def test_plot_score_bars_draws_each_run_and_metric_at_its_value():
+    from fcnlib.metrics import scores
+
+    label = torch.tensor([[0, 0, 1, 1]])
+    measured = scores(torch.tensor([[0, 1, 1, 1]]), label, 2)  # a Scores: pixel acc 3/4
+    results = {"net": measured, "mine": {"pixel_acc": 0.5, "mean_iu": math.nan, "near": 0.2}}
+    fig = plot_score_bars(results, metrics=["pixel_acc", "mean_iu"])
+    (ax,) = fig.axes
+    assert [round(c.patches[0].get_height(), 6) for c in ax.containers] == [75.0, 50.0]
+    assert [len(c.patches) for c in ax.containers] == [2, 1]  # the nan bar is left out
+    assert_close(ax.containers[0].patches[1].get_height(), 100 * measured.mean_iu)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["pixel acc", "mean IU"]
+    name = "accuracy on thin bars"
+    (wrapped,) = plot_score_bars({"a": {name: 0.1}}, metrics=[name], title="t").axes
+    assert wrapped.get_title() == "t"
+    assert wrapped.get_xticklabels()[0].get_text() == "accuracy on\nthin bars"  # two lines
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["net", "mine"]
+    assert "75.0" in [t.get_text() for t in ax.texts]  # each bar carries its value
+    _, given = plt.subplots()
+    mine = {"mine": results["mine"]}
+    assert plot_score_bars(mine, metrics=["near"], ax=given, percent=False) is given
+    with pytest.raises(KeyError, match="near"):
+        plot_score_bars({"net": measured}, metrics=["near"])
 
 
 def test_plot_curves_errors():

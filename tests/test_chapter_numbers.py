@@ -56,16 +56,15 @@ ALLOWED: dict[str, dict[str, str]] = {
         ),
     },
     "06": {
-        "40 minutes": "reading-time estimate in the frame",
+        "35 minutes": "reading-time estimate in the frame",
         **dict.fromkeys(("103.939", "116.779", "123.68"), "Caffe VGG16's BGR mean pixel"),
         **dict.fromkeys(
             ("0.485", "0.456", "0.406", "0.229", "0.224", "0.225"),
             "torchvision's ImageNet mean and std",
         ),
-        **dict.fromkeys(("57.8", "63.5"), "published reimplementations' mean IU"),
+        **dict.fromkeys(("56.0", "59.4"), "the paper's FCN-VGG16 without and with SBD's labels"),
         **dict.fromkeys(("63.6", "65.5"), "the official Caffe models' mean IU"),
         "0.99": "the official recipe's momentum",
-        "8.0": "the CUDA compute capability from which bf16 is native",
     },
     "07": {
         "45 minutes": "reading-time estimate in the frame",

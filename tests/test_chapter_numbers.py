@@ -7,6 +7,7 @@ number in a markdown cell is glued (``{glue:text}`key:.1f```, the key set by
 is listed below with the reason: the paper's numbers, constants of the setup, estimates.
 """
 
+import ast
 import json
 import re
 from collections import Counter
@@ -69,7 +70,10 @@ ALLOWED: dict[str, dict[str, str]] = {
     "07": {
         "45 minutes": "reading-time estimate in the frame",
         **dict.fromkeys(("85.2%", "39.5", "94.3%"), "the paper's SIFT Flow results"),
-        "34.0": "the paper's NYUDv2 result",
+        **dict.fromkeys(
+            ("29.2", "32.8", "34.0"), "the paper's NYUDv2 results (Table 4: RGB, RGB-HHA 32s, 16s)"
+        ),
+        "62.7": "the paper's FCN-8s mean IU (Table 2), beside the Appendix A bound",
         **dict.fromkeys(
             ("98.5", "96.4", "92.8", "86.1", "73.3", "50.9"), "the paper's Appendix A table"
         ),
@@ -116,3 +120,34 @@ def test_the_scanner_finds_what_it_should():
     )
     found = [m.group(1) for m in _NUMBER.finditer(_NOT_PROSE.sub(" ", text))]
     assert found == ["26.4", "115 s", "1.14x", "5%"]
+
+
+def _last_expression(source: str) -> str | None:
+    """The cell's last statement if IPython would display its value, else None."""
+    lines = [
+        line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
+        else line
+        for line in source.splitlines()
+    ]  # fmt: skip
+    tree = ast.parse("\n".join(lines))
+    if not tree.body or source.rstrip().endswith(";") or not isinstance(tree.body[-1], ast.Expr):
+        return None
+    value = tree.body[-1].value
+    if isinstance(value, ast.Call) and not (
+        isinstance(value.func, ast.Name) and value.func.id == "glue"
+    ):
+        return None  # a call's value is shown only if it returns one (print, plt.show: None)
+    if isinstance(value, ast.Tuple) and not all(
+        isinstance(e, ast.Call) and getattr(e.func, "id", None) == "glue" for e in value.elts
+    ):
+        return None
+    return ast.unparse(value)
+
+
+@pytest.mark.parametrize(
+    "path", [*CHAPTERS, CHAPTERS[0].parent / "paper_at_a_glance.ipynb"], ids=lambda p: p.stem
+)
+def test_no_cell_ends_in_a_stray_value(path):
+    """glue returns its value, so a cell ending in glue(...) prints a bare number under it."""
+    stray = [e for e in map(_last_expression, _cells(path, "code")) if e is not None]
+    assert not stray, f"{path.name}: cells end in a value the reader sees unexplained: {stray}"

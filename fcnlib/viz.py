@@ -427,9 +427,7 @@ def plot_confusion(
     if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
         raise ValueError(f"expected a square (C, C) matrix, got shape {tuple(confusion.shape)}")
     if len(class_names) != confusion.shape[0]:
-        raise ValueError(
-            f"{len(class_names)} class names for a {confusion.shape[0]}-class matrix"
-        )
+        raise ValueError(f"{len(class_names)} class names for a {confusion.shape[0]}-class matrix")
     shown = confusion / confusion.sum(1, keepdim=True).clamp_min(1) if normalize else confusion
     import matplotlib.pyplot as plt
 

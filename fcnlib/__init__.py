@@ -18,23 +18,85 @@ One idea per module:
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
 """
 
-from fcnlib import (
-    backbones,
-    config,
-    data,
-    datasets,
-    metrics,
-    models,
-    patchwise,
-    receptive_field,
-    upsample,
-    viz,
-    voc,
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# ``import fcnlib`` loads nothing heavy: each submodule, and each name re-exported below, is
+# imported on first use (PEP 562), so ``python -m fcnlib --help`` does not wait for
+# torchvision or matplotlib. ``from fcnlib import fcn8s`` and ``fcnlib.viz`` work as usual.
+_SUBMODULES = frozenset(
+    {
+        "backbones",
+        "bench",
+        "book",
+        "checkpoint",
+        "cli",
+        "config",
+        "data",
+        "datasets",
+        "distributed",
+        "infer",
+        "metrics",
+        "models",
+        "patchwise",
+        "receptive_field",
+        "recipes",
+        "train",
+        "upsample",
+        "viz",
+        "voc",
+    }
 )
-from fcnlib.config import Scale, get_scale, pick_device, seed_everything
-from fcnlib.data import ShapesClassification, ShapesDataset
-from fcnlib.metrics import ConfusionMatrix, Scores
-from fcnlib.models import convolutionalize, fcn8s, fcn16s, fcn32s
+_REEXPORTS = {
+    "Scale": "config",
+    "get_scale": "config",
+    "pick_device": "config",
+    "seed_everything": "config",
+    "ShapesClassification": "data",
+    "ShapesDataset": "data",
+    "ConfusionMatrix": "metrics",
+    "Scores": "metrics",
+    "convolutionalize": "models",
+    "fcn8s": "models",
+    "fcn16s": "models",
+    "fcn32s": "models",
+}
+
+if TYPE_CHECKING:
+    from fcnlib import (
+        backbones,
+        config,
+        data,
+        datasets,
+        metrics,
+        models,
+        patchwise,
+        receptive_field,
+        upsample,
+        viz,
+        voc,
+    )
+    from fcnlib.config import Scale, get_scale, pick_device, seed_everything
+    from fcnlib.data import ShapesClassification, ShapesDataset
+    from fcnlib.metrics import ConfusionMatrix, Scores
+    from fcnlib.models import convolutionalize, fcn8s, fcn16s, fcn32s
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # also binds fcnlib.<name>
+    if name in _REEXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_REEXPORTS[name]}"), name)
+        globals()[name] = value  # the next lookup finds it without coming here
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+
 
 __version__ = "0.1.0"
 

@@ -45,7 +45,7 @@ _MODELS = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn4s": 4}
 def build_parser() -> argparse.ArgumentParser:
     import fcnlib
     from fcnlib.backbones import BACKBONES
-    from fcnlib.train import RECIPES
+    from fcnlib.recipes import RECIPES
 
     prog = _prog()
     parser = argparse.ArgumentParser(

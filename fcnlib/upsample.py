@@ -40,7 +40,6 @@ from typing import Any, Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
     "BilinearUpsample",
@@ -449,6 +448,8 @@ def flops(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> int:
     >>> flops(nn.Conv2d(3, 8, 3, padding=1), torch.rand(1, 3, 10, 10))  # 2 * 8*3*3*3 * 10*10
     43200
     """
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton, where it is installed
+
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn(x)
     return counter.get_total_flops()

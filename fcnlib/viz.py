@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from matplotlib.patches import Patch
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -158,6 +157,8 @@ def _clean(ax: Axes) -> None:
 
 def legend_handles(class_names: Sequence[str], *, palette: torch.Tensor | None = None) -> list:
     """One coloured matplotlib patch per class, for ``ax.legend(handles=...)``."""
+    from matplotlib.patches import Patch
+
     pal = voc_palette(max(len(class_names), 1)) if palette is None else torch.as_tensor(palette)
     return [
         Patch(facecolor=(pal[i].float() / 255).tolist(), edgecolor="0.4", label=name)
@@ -426,9 +427,7 @@ def plot_confusion(
     if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
         raise ValueError(f"expected a square (C, C) matrix, got shape {tuple(confusion.shape)}")
     if len(class_names) != confusion.shape[0]:
-        raise ValueError(
-            f"{len(class_names)} class names for a {confusion.shape[0]}-class matrix"
-        )
+        raise ValueError(f"{len(class_names)} class names for a {confusion.shape[0]}-class matrix")
     shown = confusion / confusion.sum(1, keepdim=True).clamp_min(1) if normalize else confusion
     import matplotlib.pyplot as plt
 

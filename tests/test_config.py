@@ -5,7 +5,15 @@ import dataclasses
 import pytest
 import torch
 
-from fcnlib.config import SCALES, cache_dir, data_dir, get_scale, pick_device, seed_everything
+from fcnlib.config import (
+    SCALES,
+    cache_dir,
+    data_dir,
+    describe_device,
+    get_scale,
+    pick_device,
+    seed_everything,
+)
 
 
 def test_auto_is_lab_bench(monkeypatch):
@@ -73,3 +81,9 @@ def test_cache_locations(monkeypatch, tmp_path):
     assert data_dir() == tmp_path / "c" / "data"
     monkeypatch.setenv("FCN_DATA", str(tmp_path / "d"))
     assert data_dir() == tmp_path / "d"
+
+
+@pytest.mark.parametrize(("threads", "text"), [(1, "cpu (1 thread)"), (2, "cpu (2 threads)")])
+def test_describe_device_counts_the_cpu_threads(threads, text, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert describe_device("cpu") == text

@@ -1,8 +1,11 @@
 """Every chapter's structure: Colab badge and install cell name the book's repository, a
 papermill `parameters` cell, exercises with solutions, and no stored outputs."""
 
+import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))  # the chapters and any other page
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
 REPO = REPO_URL.removeprefix("https://github.com/")
 
@@ -27,12 +31,83 @@ def test_there_are_chapters_and_all_are_in_the_toc():
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_colab_badge_and_install_cell_name_the_repository(path):
+def test_colab_badge_names_the_repository(path):
     cells = _cells(path)
     badge = f"colab.research.google.com/github/{REPO}/blob/main/notebooks/{path.name}"
     assert any(kind == "markdown" and badge in src for kind, src, _ in cells[:2]), badge
-    code = [src for kind, src, _ in cells if kind == "code"]
-    assert any(f"git+{REPO_URL}" in src and "google.colab" in src for src in code[:2])
+
+
+def _install_lines(path) -> str:
+    """The top of the second code cell, down to the end of its ``if`` block (the install)."""
+    code = [src for kind, src, _ in _cells(path) if kind == "code"]
+    head, sep, _ = code[1].partition("importlib.invalidate_caches()")
+    assert sep, f"{path.name}: the second code cell does not install fcnlib"
+    return head + sep
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_install_cell_installs_from_the_repository_in_colab_or_when_missing(path):
+    text = _install_lines(path)
+    assert text == _install_lines(NOTEBOOKS[0]), "the install lines differ between notebooks"
+    assert f'"fcnlib @ git+{REPO_URL}"' in text  # the repository of _config.yml
+    assert 'if "google.colab" in sys.modules or importlib.util.find_spec("fcnlib") is None:' in text
+    assert '[sys.executable, "-m", "pip", "install", "-q",' in text  # this kernel's own Python
+    assert "%pip" not in text  # plain Python: no magic, no "restart the kernel" note
+    # The comment says what happens, and the one command that does it by hand.
+    assert "always in Colab" in text and "only if it is missing" in text
+    assert "No restart" in text and f'pip install "fcnlib @ git+{REPO_URL}"' in text
+
+
+class _FakePip:
+    """Stands in for ``subprocess.run``: records the commands, answers with a set exit status."""
+
+    def __init__(self):
+        self.calls, self.returncode, self.stderr = [], 0, ""
+
+    def __call__(self, args, **kwargs):
+        self.calls.append(args)
+        return subprocess.CompletedProcess(args, self.returncode, "", self.stderr)
+
+
+@pytest.fixture
+def pip(monkeypatch):
+    fake = _FakePip()
+    monkeypatch.setattr(subprocess, "run", fake)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    return fake
+
+
+def _run_install_lines():
+    exec(_install_lines(CHAPTERS[0]), {})
+
+
+def test_install_lines_do_nothing_where_fcnlib_is_importable(pip):
+    assert importlib.util.find_spec("fcnlib") is not None
+    _run_install_lines()
+    assert pip.calls == []
+
+
+@pytest.mark.parametrize("where", ["colab", "fcnlib missing"])
+def test_install_lines_run_pip_in_colab_and_where_fcnlib_is_missing(where, pip, monkeypatch):
+    if where == "colab":
+        monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    else:
+        real = importlib.util.find_spec
+
+        def find_spec(name, *args):
+            return None if name == "fcnlib" else real(name, *args)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    _run_install_lines()
+    assert pip.calls == [[sys.executable, "-m", "pip", "install", "-q", f"fcnlib @ git+{REPO_URL}"]]
+
+
+def test_install_lines_show_pips_error_and_stop(pip, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    pip.returncode, pip.stderr = 1, "ERROR: could not reach github.com\n"
+    with pytest.raises(subprocess.CalledProcessError):
+        _run_install_lines()
+    assert capsys.readouterr().out == "ERROR: could not reach github.com\n"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

@@ -274,16 +274,20 @@ def glue_placeholder(shown: bool, above: bool) -> str:
 # --- exercises ---------------------------------------------------------------------------------
 
 
-def _exercise_label(markdown: str) -> list[str]:
-    labels = []
+def _exercise_labels(markdown: str) -> list[str]:
+    """The ``:label:`` of each ``{exercise}`` in ``markdown`` ("" where it has none)."""
+    labels, options = [], False
     for line in markdown.splitlines():
         fence = FENCE.match(line)
+        option = OPTION.match(line)
         if fence and fence["info"].startswith("{exercise}"):
             labels.append("")
-        elif labels and not labels[-1]:
-            option = OPTION.match(line)
-            if option and option["key"] == "label":
+            options = True
+        elif options and option:
+            if option["key"] == "label":
                 labels[-1] = (option["value"] or "").strip()
+        else:
+            options = False
     return labels
 
 
@@ -302,7 +306,7 @@ def autograded_exercises(nb: nbformat.NotebookNode) -> set[str]:
     current: str | None = None
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            labels = _exercise_label(cell.source)
+            labels = _exercise_labels(cell.source)
             if labels:
                 current = labels[-1]
             elif re.search(r"^#{1,6}\s", cell.source, re.M):

@@ -5,6 +5,8 @@
 #               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters
 #   make assignments CHAPTERS="02 05"   student versions (nbgrader) in _build/student
+#   make colab  copies of the chapters in plain Markdown for Colab and JupyterLab, in
+#               _build/colab/notebooks (book/colab.py); published on the `colab` branch
 #   make grading CHAPTERS="05 07"   nbgrader's autograde of the masters (fast path), timed
 #   make gpu-check   on a machine with a CUDA GPU: the unit tests, every chapter under nbval
 #               (side by side, 2 threads each) and the throughput benchmark, one summary line
@@ -15,7 +17,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test book lab assignments grading gpu-check lint format clean
+.PHONY: test book lab assignments colab grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -41,6 +43,9 @@ lab: $(STAMP)
 
 assignments: $(STAMP)
 	$(BIN)/python book/assignments.py $(if $(CHAPTERS),$(CHAPTERS),--all) --out _build/student
+
+colab: $(STAMP)
+	$(BIN)/python book/colab.py
 
 grading: $(STAMP)
 	$(BIN)/python book/grading.py $(if $(CHAPTERS),$(CHAPTERS),05 07)

@@ -3,7 +3,9 @@
 #               again with bf16 autocast on the CPU (FCN_CPU_BF16=1, as on CPUs with AMX)
 #   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
 #               then no broken internal link (book/check_links.py)
-#   make lab    JupyterLab on the chapters
+#   make lab    JupyterLab on the chapters, as learners see them: MyST rendered (jupyterlab-myst),
+#               nbgrader's menus and server extensions off (book/lab-config)
+#   make lab-instructor   JupyterLab with nbgrader's menus (create and grade assignments)
 #   make assignments CHAPTERS="02 05"   student versions (nbgrader) in _build/student
 #   make colab  copies of the chapters in plain Markdown for Colab and JupyterLab, in
 #               _build/colab/notebooks (book/colab.py); published on the `colab` branch
@@ -17,7 +19,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test book lab assignments colab grading gpu-check lint format clean
+.PHONY: test book lab lab-instructor assignments colab grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -39,6 +41,9 @@ book: $(STAMP)
 	$(BIN)/python book/check_links.py _build/html
 
 lab: $(STAMP)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/book/lab-config $(BIN)/jupyter lab notebooks
+
+lab-instructor: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 assignments: $(STAMP)

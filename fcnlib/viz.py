@@ -375,12 +375,19 @@ def plot_score_bars(
         heights = [value(scores, metric) for metric in metrics]
         kept = [(x, h) for x, h in zip(xs, heights, strict=True) if not math.isnan(h)]
         bars = ax.bar([x for x, _ in kept], [h for _, h in kept], bar, label=run, color=f"C{r}")
-        ax.bar_label(bars, fmt="%.1f" if percent else "%.3g", fontsize=8, padding=1)
+        upright = n >= 4  # narrow bars: labels turned upright, so that neighbours do not overlap
+        ax.bar_label(
+            bars,
+            fmt="%.1f" if percent else "%.3g",
+            fontsize=7 if upright else 8,
+            padding=2,
+            rotation=90 if upright else 0,
+        )
         top = max([top, *(h for _, h in kept)])
     names = [textwrap.fill(_METRIC_NAMES.get(m, m), 14) for m in metrics]  # long names: 2 lines
     ax.set_xticks(range(len(metrics)), names)
     ax.set_ylabel("%" if percent else "value")
-    ax.set_ylim(0, top * 1.15 if top > 0 else 1)
+    ax.set_ylim(0, top * (1.3 if n >= 4 else 1.15) if top > 0 else 1)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside, not on, the bars
     if title:
         ax.set_title(title)

@@ -1,6 +1,6 @@
 # The course's commands. Each one sets up .venv (from requirements.txt) when it is missing or stale.
 #   make test   unit tests (tests/) + every chapter executed by nbval, after ruff; then chapter 6
-#               again with bf16 autocast on the CPU (FCN_CPU_BF16=1, as on CPUs with AMX)
+#               again with bf16 autocast on the CPU (FCN_CPU_BF16=1: the bf16 path, as on a GPU)
 #   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
 #               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters, as learners see them: MyST rendered (jupyterlab-myst),
@@ -32,8 +32,8 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check fcnlib tests
 	$(BIN)/python -m pytest
-	@# Chapter 6 again with amp="auto" resolving to bf16 on the CPU, as it does on CPUs with AMX:
-	@# scores meant to agree must be computed in one precision, whichever CPU runs the tests.
+	@# Chapter 6 again with amp="auto" resolving to bf16 on the CPU (FCN_CPU_BF16=1), the path a
+	@# GPU takes: scores meant to agree must be computed in one precision, whichever it is.
 	FCN_CPU_BF16=1 $(BIN)/python -m pytest notebooks/06_full_scale_voc.ipynb
 
 book: $(STAMP)

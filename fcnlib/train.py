@@ -308,27 +308,6 @@ def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- device and AMP
 
 
-def _cpu_has_native_bf16() -> bool:
-    """True on CPUs with AMX tiles (Sapphire Rapids and later), where bf16 autocast pays.
-
-    AVX-512-BF16 alone is not enough: measured on such a CPU (no AMX), FCN-8s training ran
-    at 0.22 images/s with bf16 autocast against 0.31 in float32 (``python -m fcnlib bench
-    throughput``), so "auto" keeps float32 there.
-    """
-    try:  # private ops and /proc: guard them, and fall back to float32 if they move
-        if not (
-            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        ):
-            return False
-        amx = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
-        if amx is not None:
-            return bool(amx())
-        with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read()
-    except (AttributeError, RuntimeError, OSError):
-        return False
-
-
 def _cuda_has_native_bf16(device: torch.device | str = "cuda") -> bool:
     """True on CUDA GPUs of compute capability 8.0 or newer (Ampere on), whose tensor cores do bf16.
 
@@ -344,13 +323,13 @@ _CPU_BF16_ENV = "FCN_CPU_BF16"
 
 
 def _cpu_bf16_override() -> bool | None:
-    """``FCN_CPU_BF16``: "1" -> True, "0" -> False, unset or empty -> None (detect)."""
+    """``FCN_CPU_BF16``: "1" -> True, "0" -> False, unset or empty -> None (float32)."""
     value = os.environ.get(_CPU_BF16_ENV, "").strip()
     if not value:
         return None
     if value not in ("0", "1"):
         raise ValueError(
-            f"{_CPU_BF16_ENV} must be '1' (bf16), '0' (float32) or unset/empty (detect), "
+            f"{_CPU_BF16_ENV} must be '1' (bf16), '0' (float32) or unset/empty (float32), "
             f"got {value!r}"
         )
     return value == "1"
@@ -365,10 +344,13 @@ def resolve_amp(device: torch.device | str, amp: str) -> torch.dtype | None:
       GradScaler, see :func:`make_grad_scaler`). The capability of ``device``'s own index is
       asked. ``torch.cuda.is_bf16_supported()`` is not used: it counts emulation, so it is True
       on a Tesla T4 (7.5, Colab's free GPU), which emulates bf16 while its tensor cores do fp16.
-    * CPU: bf16 with AMX tiles (see ``_cpu_has_native_bf16``), else float32. The environment
-      variable ``FCN_CPU_BF16`` overrides the detection: "1" forces bf16 (as on an AMX machine;
-      CI uses it to reproduce that behaviour on a CPU without AMX), "0" forces float32, unset or
-      empty detects; any other value raises ValueError.
+    * CPU: float32. bf16 autocast was measured slower than float32 for the course's nets on
+      every CPU tried, those with Intel's AMX tiles included (FCN-32s and FCN-8s on the lab
+      bench, 2 threads: 1.5x slower per epoch; Chapter 5 in 864 s instead of about 250 s), and
+      a result that depended on which CPU ran it would be worse still. The environment variable
+      ``FCN_CPU_BF16`` = "1" makes "auto" pick bf16 on the CPU (the tests use it to run a
+      chapter on the bf16 path), "0" or unset/empty keeps float32; any other value raises
+      ValueError.
     * Anything else (MPS included): off.
 
     "bf16"/"fp16" force a dtype and "off" disables, on any device and whatever ``FCN_CPU_BF16``
@@ -384,9 +366,7 @@ def resolve_amp(device: torch.device | str, amp: str) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if _cuda_has_native_bf16(device) else torch.float16
     if device.type == "cpu":
-        override = _cpu_bf16_override()
-        native = _cpu_has_native_bf16() if override is None else override
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if _cpu_bf16_override() else None
     return None
 
 

@@ -346,7 +346,7 @@ def resolve_amp(device: torch.device | str, amp: str) -> torch.dtype | None:
       on a Tesla T4 (7.5, Colab's free GPU), which emulates bf16 while its tensor cores do fp16.
     * CPU: float32. bf16 autocast was measured slower than float32 for the course's nets on
       every CPU tried, those with Intel's AMX tiles included (FCN-32s and FCN-8s on the lab
-      bench, 2 threads: 1.5x slower per epoch; Chapter 5 in 864 s against 224 s), and
+      bench, 2 threads: 1.5x slower per epoch; Chapter 5 in 864 s against 346 s), and
       a result that depended on which CPU ran it would be worse still. The environment variable
       ``FCN_CPU_BF16`` = "1" makes "auto" pick bf16 on the CPU (the tests use it to run a
       chapter on the bf16 path), "0" or unset/empty keeps float32; any other value raises

@@ -35,11 +35,14 @@ What changes in a copy, and only in its markdown cells unless said otherwise:
   dropped from every cell: a copy is for reading and running, not an nbgrader source.
 - ``{glue:text}`key:fmt``` quotes a number that only the book's build knows. The copy says
   where the reader finds it, after the code cell that glues ``key`` (``glue("key", ...)``) has
-  run: "*[printed above]*" (or "below", where that cell comes after the text) when that cell
-  shows the value -- the ``glue`` call sits inside a ``print(...)``, or its result is assigned to
-  a name that a ``print(...)`` of the same cell uses, or it is the cell's last expression --
-  and "*[computed above]*" (or "below") otherwise: such a number is computed in that cell and
-  mostly shown there in a printed table or a figure, or set among the chapter's parameters.
+  run: "*[`name`, printed above]*" (or "below", where that cell comes after the text) when that
+  cell shows the value -- the ``glue`` call sits inside a ``print(...)``, or its result is
+  assigned to a name that a ``print(...)`` of the same cell uses, or it is the cell's last
+  expression -- and "*[`name`, computed above]*" (or "below") otherwise: such a number is
+  computed in that cell and mostly shown there in a printed table or a figure, or set among the
+  chapter's parameters. ``name`` is the variable that holds the value once the cell has run (the
+  one the ``glue`` call's result is assigned to, or the one it glues), so that the reader can
+  also evaluate it; the placeholder leaves it out where no variable holds the value.
 - The "Open In Colab" badge points at the copy: ``notebooks/NAME.ipynb`` on the repository's
   ``colab`` branch. The book's workflow (.github/workflows/book.yml) runs this step after the
   build on every push to ``main`` and force-pushes the folder to that branch, because Colab
@@ -220,10 +223,12 @@ def _python(source: str) -> ast.Module | None:
         return None
 
 
-def glued_keys(source: str) -> dict[str, bool]:
-    """The keys a code cell glues (``glue("key", value)``) and whether the cell shows each value:
-    the call inside a ``print``, its result assigned to a name a ``print`` of the cell uses, or
-    the cell's last expression."""
+def glued_keys(source: str) -> dict[str, tuple[bool, str | None]]:
+    """The keys a code cell glues (``glue("key", value)``), each with whether the cell shows its
+    value -- the call inside a ``print``, its result assigned to a name a ``print`` of the cell
+    uses, or the cell's last expression -- and the Python name that holds the value after the
+    cell has run, if one does (the name the call's result is assigned to, else a plain name
+    passed as the value), or None."""
     tree = _python(source)
     if tree is None:
         return {}
@@ -235,10 +240,12 @@ def glued_keys(source: str) -> dict[str, bool]:
         for name in ast.walk(call)
         if isinstance(name, ast.Name)
     }
-    found: dict[str, bool] = {}
+    found: dict[str, tuple[bool, str | None]] = {}
     for call in ast.walk(tree):
         if not (_is_call(call, "glue") and call.args and isinstance(call.args[0], ast.Constant)):
             continue
+        value = call.args[1] if len(call.args) > 1 else None
+        holder = value.id if isinstance(value, ast.Name) else None
         shown, node = False, call
         while node in parents:
             node = parents[node]
@@ -246,29 +253,33 @@ def glued_keys(source: str) -> dict[str, bool]:
                 shown = True
                 break
             if isinstance(node, ast.Assign):
-                shown = any(isinstance(t, ast.Name) and t.id in printed for t in node.targets)
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+                shown = any(name in printed for name in names)
+                holder = names[0] if names and node.value is call else holder
                 break
             if isinstance(node, ast.stmt):
                 shown = isinstance(node, ast.Expr) and node is tree.body[-1]
                 break
         key = str(call.args[0].value)
-        found[key] = found.get(key, False) or shown
+        was_shown, was_held = found.get(key, (False, None))
+        found[key] = (was_shown or shown, was_held or holder)
     return found
 
 
-def glue_sites(nb: nbformat.NotebookNode) -> dict[str, tuple[int, bool]]:
-    """Key -> (index of the first code cell that glues it, whether that cell shows it)."""
-    sites: dict[str, tuple[int, bool]] = {}
+def glue_sites(nb: nbformat.NotebookNode) -> dict[str, tuple[int, bool, str | None]]:
+    """Key -> (index of the first code cell that glues it, whether that cell shows it, the name
+    that holds it; see :func:`glued_keys`)."""
+    sites: dict[str, tuple[int, bool, str | None]] = {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
-            for key, shown in glued_keys(cell.source).items():
-                sites.setdefault(key, (index, shown))
+            for key, (shown, holder) in glued_keys(cell.source).items():
+                sites.setdefault(key, (index, shown, holder))
     return sites
 
 
-def glue_placeholder(shown: bool, above: bool) -> str:
-    where = "above" if above else "below"
-    return f"*[printed {where}]*" if shown else f"*[computed {where}]*"
+def glue_placeholder(shown: bool, above: bool, holder: str | None = None) -> str:
+    where = f"{'printed' if shown else 'computed'} {'above' if above else 'below'}"
+    return f"*[`{holder}`, {where}]*" if holder else f"*[{where}]*"
 
 
 # --- exercises ---------------------------------------------------------------------------------
@@ -459,8 +470,8 @@ class Converter:
     def glued(self, key: str) -> str:
         if key not in self.glue:
             raise KeyError(f"{self.page}, cell {self.cell}: no code cell glues {key!r}")
-        index, shown = self.glue[key]
-        return glue_placeholder(shown, above=index < self.cell)
+        index, shown, holder = self.glue[key]
+        return glue_placeholder(shown, above=index < self.cell, holder=holder)
 
     def directive(self, name: str, args: str, options: dict, body: str) -> str:
         inner = self.markdown(body)

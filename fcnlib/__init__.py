@@ -14,6 +14,7 @@ One idea per module:
 - :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch, filter rarefaction
 - :mod:`fcnlib.viz`             palettes, overlays, figure helpers
 - :mod:`fcnlib.train`           recipes, loss, training loop, evaluation, checkpoints
+- :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
 """
@@ -41,6 +42,7 @@ _SUBMODULES = frozenset(
         "metrics",
         "models",
         "patchwise",
+        "progress",
         "receptive_field",
         "recipes",
         "train",

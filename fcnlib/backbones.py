@@ -438,9 +438,8 @@ def _train_lab_classifier(
     """Pre-train lab backbone ``name`` by ``recipe``, on the CPU, whatever devices exist: CUDA
     training is not bit-reproducible. Always :data:`_PRETRAIN_THREADS` threads. Leaves the
     caller's random number generators and thread count alone."""
-    from tqdm.auto import tqdm
-
     from fcnlib.data import ShapesClassification
+    from fcnlib.progress import progress_bar
 
     spec = _spec(name)
     size = spec.native_size
@@ -458,7 +457,7 @@ def _train_lab_classifier(
         steps = recipe.epochs * (recipe.n_train // recipe.batch_size)
         opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps)
-        bar = tqdm(total=steps, desc=f"pre-training {name} (CPU)", disable=not progress)
+        bar = progress_bar(total=steps, desc=f"pre-training {name} (CPU)", disable=not progress)
         for _ in range(recipe.epochs):
             net.train()
             order = torch.randperm(recipe.n_train, generator=gen)

@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from fcnlib._io import remove_stale_temporaries
 from fcnlib.checkpoint import (
@@ -62,6 +61,7 @@ from fcnlib.distributed import (
     wrap_ddp,
 )
 from fcnlib.metrics import ConfusionMatrix, Scores
+from fcnlib.progress import progress_bar, tqdm
 from fcnlib.recipes import (
     _CHOICES,
     FAST_IMAGENET,
@@ -495,7 +495,7 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     class_weights: torch.Tensor | None = None,
     epoch: int = 0,
-    progress: bool = True,
+    progress: bool | tqdm = True,
     divergence: float | None = DIVERGENCE,
     start_loss: float | None = None,
 ) -> dict[str, float]:
@@ -503,7 +503,9 @@ def train_one_epoch(
 
     Returns ``{"loss", "steps", "seconds", "images_per_s", "lr", "first_loss"}`` (mean step
     loss, last lr of the first group, the first step's loss). ``class_weights`` overrides
-    ``config.class_weights`` (needed for "balanced"; see :func:`fit`).
+    ``config.class_weights`` (needed for "balanced"; see :func:`fit`). ``progress`` is True for a
+    bar over this epoch's batches, or a bar to advance by one per batch (:func:`fit` keeps one
+    for the whole run).
 
     Raises FloatingPointError before any weight is touched when a step's loss is nan/inf, and
     :class:`DivergenceError` when it exceeds ``divergence`` times the larger of the run's
@@ -526,8 +528,14 @@ def train_one_epoch(
     model.train()
     total, steps, images_seen, start = 0.0, 0, 0, time.perf_counter()
     limit, first = None, None  # the divergence bound, set by the first step
-    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
-    for images, labels in bar:
+    own_bar = isinstance(progress, bool)
+    if own_bar:
+        total = len(loader) if hasattr(loader, "__len__") else None
+        bar = progress_bar(total=total, desc=f"epoch {epoch}", unit="batch",
+                           disable=not progress, leave=False)  # fmt: skip
+    else:
+        bar = progress
+    for images, labels in loader:
         images, labels = batch_to(images, labels, device, channels_last=config.channels_last)
         with autocast_context(device, config.amp):
             logits = model(images)  # (N, C, H, W)
@@ -574,7 +582,11 @@ def train_one_epoch(
             scheduler.step()
         total, steps, images_seen = total + value, steps + 1, images_seen + len(images)
         rate = images_seen / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{value:.4g}", images_per_s=f"{rate:.3g}")
+        if own_bar:
+            bar.set_postfix(loss=f"{value:.4g}", images_per_s=f"{rate:.3g}", refresh=False)
+        bar.update()
+    if own_bar:
+        bar.close()
     seconds = time.perf_counter() - start
     return {
         "loss": total / max(steps, 1),
@@ -614,7 +626,8 @@ def evaluate(
     model.eval()
     try:
         with torch.inference_mode():
-            for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
+            batches = progress_bar(loader, desc="eval", disable=not progress, leave=False)
+            for images, labels in batches:
                 images, labels = batch_to(images, labels, device, channels_last=channels_last)
                 with autocast_context(device, amp):
                     logits = model(images)  # (N, C, H, W)
@@ -782,7 +795,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     eval_every: int = 1,
-    progress: bool = True,
+    progress: bool | str = True,
     extra: dict[str, Any] | None = None,
     divergence: float | None = DIVERGENCE,
     tensorboard: bool = True,
@@ -804,6 +817,10 @@ def fit(
     longer run's schedule from the saved step on, a new ``lr`` scales every group's rate from
     there. Any other change is refused (:func:`resume_conflicts`), as is a changed ``extra``
     (plain values, e.g. the model's build arguments, stored in every checkpoint).
+
+    ``progress`` (True, or the bar's label) shows one bar for the whole run that moves per
+    batch, with the epoch, the last epoch's mean loss and validation mean IU (in %); False
+    shows none.
 
     A loss that explodes (:class:`DivergenceError`, see ``divergence`` in
     :func:`train_one_epoch`), turns nan, or weights that stop being finite stop the run before
@@ -836,7 +853,8 @@ def fit(
     val_set = None if val_data is None else _as_dataset(val_data, "val_data")
     distributed = is_distributed()
     main = is_main_process()
-    progress = progress and main
+    label = progress if isinstance(progress, str) else "training"
+    progress = progress is not False and main
     runner = prepare_model(model, config=config, device=device, ddp=distributed)
     optimizer = make_optimizer(model, config)
     # each rank's share of an epoch, padded by DistributedSampler to the same length everywhere
@@ -868,8 +886,13 @@ def fit(
     board = _tensorboard_writer(path, start) if record_run and tensorboard else None
     best = max((r["mean_iu"] for r in history if r.get("mean_iu") == r.get("mean_iu")),
                default=-math.inf)  # fmt: skip
+    bar = progress_bar(total=(config.epochs - start) * steps_per_epoch, desc=label, unit="batch",
+                       disable=not progress)  # fmt: skip
+    shown: dict[str, str] = {}  # the bar's epoch, last epoch's loss and validation mean IU (%)
     try:
         for epoch in range(start, config.epochs):
+            shown["epoch"] = f"{epoch + 1}/{config.epochs}"
+            bar.set_postfix(shown, refresh=False)
             if sampler is not None:
                 sampler.set_epoch(epoch)  # shuffles with seed * 1000 + epoch, like the generator
             loader = _loader(
@@ -892,7 +915,7 @@ def fit(
                     scaler=scaler,
                     class_weights=weights,
                     epoch=epoch + 1,
-                    progress=progress,
+                    progress=bar,
                     divergence=divergence,
                     start_loss=history[0].get("first_loss") if history else None,
                 )
@@ -930,8 +953,10 @@ def fit(
                 )
                 record.update(scores.as_dict(), iu=scores.iu.tolist())
             history.append(record)
-            if progress:
-                tqdm.write(", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "iu"))
+            shown["loss"] = f"{stats['loss']:.3g}"
+            if "mean_iu" in record:
+                shown["mIU"] = f"{100 * record['mean_iu']:.1f}"
+            bar.set_postfix(shown)
             if record_run:
                 save = dict(epoch=epoch + 1, step=step, config=config, history=history,
                             extra=extra)  # fmt: skip
@@ -945,6 +970,7 @@ def fit(
             if path is not None:
                 barrier()  # the other ranks wait until the files are complete
     finally:
+        bar.close()
         if board is not None:
             board.close()
     return history

@@ -104,7 +104,7 @@ def test_copy_has_no_myst_left_and_is_valid(copies, path):
     solutions = _solutions(master)
     glued -= sum(solutions[label].count("{glue:text}`") for label in _autograded(master))
     placeholders = re.findall(
-        r"\*\[(?:printed|computed) (?:above|below)\]\*", "".join(_markdown(copy))
+        r"\*\[(?:`\w+`, )?(?:printed|computed) (?:above|below)\]\*", "".join(_markdown(copy))
     )
     assert len(placeholders) == glued
 
@@ -249,7 +249,7 @@ def test_the_converter_on_each_kind_of_markup():
         f"[Run times, measured]({setup}#run-times),\n[the times]({setup}#run-times), "
         f"[Running the chapters]({setup}), [setup]({setup}) and some label.",
         'x = glue("x", 2.5)\nprint(f"x = {x}")\nglue("y", 7)\nz = 1',
-        "x is *[printed above]*, y is *[computed above]*, w is *[computed below]*.\n\n"
+        "x is *[`x`, printed above]*, y is *[computed above]*, w is *[`w`, computed below]*.\n\n"
         f"## Boxes\n\n> **In [lab bench]({glossary}#term-lab-bench) terms**\n>\n> - one\n> - two"
         "\n\n> **Note**\n>\n> A note.\n\n```python\n{cite}`not_a_role` in code\n```",
         'w = glue("w", 3)',

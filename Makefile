@@ -1,6 +1,7 @@
 # The course's commands. Each one sets up .venv (from requirements.txt) when it is missing or stale.
-#   make test   unit tests (tests/) + every chapter executed by nbval, after ruff; then chapter 6
-#               again with bf16 autocast on the CPU (FCN_CPU_BF16=1: the bf16 path, as on a GPU)
+#   make test   unit tests (tests/) + every chapter executed by nbval, after ruff
+#   make test-bf16   chapter 6 under nbval with bf16 autocast on the CPU (FCN_CPU_BF16=1: the
+#               path a GPU takes; about 7 minutes); the unit tests check its rule on a small net
 #   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
 #               then no broken internal link (book/check_links.py)
 #   make lab    JupyterLab on the chapters, as learners see them: MyST rendered (jupyterlab-myst),
@@ -19,7 +20,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test book lab lab-instructor assignments colab grading gpu-check lint format clean
+.PHONY: test test-bf16 book lab lab-instructor assignments colab grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -32,8 +33,10 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 test: $(STAMP)
 	$(BIN)/ruff check fcnlib tests
 	$(BIN)/python -m pytest
-	@# Chapter 6 again with amp="auto" resolving to bf16 on the CPU (FCN_CPU_BF16=1), the path a
-	@# GPU takes: scores meant to agree must be computed in one precision, whichever it is.
+
+test-bf16: $(STAMP)
+	@# Chapter 6 with amp="auto" resolving to bf16 on the CPU (FCN_CPU_BF16=1), the path a GPU
+	@# takes: scores meant to agree must be computed in one precision, whichever it is.
 	FCN_CPU_BF16=1 $(BIN)/python -m pytest notebooks/06_full_scale_voc.ipynb
 
 book: $(STAMP)

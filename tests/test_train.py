@@ -509,7 +509,7 @@ def test_cpu_auto_is_float32_unless_fcn_cpu_bf16_asks_for_bf16(monkeypatch):
     assert resolve_amp("cpu", "auto") is None
     assert resolve_amp("cpu", "bf16") is torch.bfloat16  # forced stays forced
     monkeypatch.setenv("FCN_CPU_BF16", "1")
-    assert resolve_amp("cpu", "auto") is torch.bfloat16  # the tests' bf16 run of Chapter 6
+    assert resolve_amp("cpu", "auto") is torch.bfloat16  # make test-bf16's run of Chapter 6
     assert make_grad_scaler("cpu", "auto") is None
     assert resolve_amp("cpu", "off") is None  # only "auto" is affected
     assert resolve_amp("cpu", "fp16") is torch.float16
@@ -532,6 +532,22 @@ def test_bf16_autocast_step_on_cpu(scenes):
     stats = train_one_epoch(model, loader, opt, config=config, device="cpu", progress=False)
     assert seen == [torch.bfloat16] and math.isfinite(stats["loss"]) and stats["steps"] == 1
     assert model.conv1.weight.dtype == torch.float32  # autocast leaves the weights in fp32
+
+
+def test_fit_and_evaluate_score_alike_in_the_precision_auto_picks(scenes, monkeypatch):
+    # Chapter 6's rule, on the path a GPU takes (FCN_CPU_BF16=1 makes "auto" bf16 here): fit's
+    # own validation and a later evaluate() with the run's amp and memory layout agree exactly.
+    monkeypatch.setenv("FCN_CPU_BF16", "1")
+    (images, labels), val = scenes
+    model, seen = TinyFCN(), []
+    config = tiny_config(amp="auto", channels_last=True, epochs=2)
+    history = fit(model, (images[:16], labels[:16]), val, config=config, n_classes=N_CLASSES,
+                  device="cpu", progress=False)  # fmt: skip
+    model.score.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    again = evaluate(model, DataLoader(TensorDataset(*val), batch_size=8),
+                     n_classes=N_CLASSES, amp=config.amp, channels_last=True)  # fmt: skip
+    assert set(seen) == {torch.bfloat16}  # the bf16 path was taken
+    assert abs(again.mean_iu - history[-1]["mean_iu"]) < 1e-6
 
 
 def test_channels_last_runs(scenes):

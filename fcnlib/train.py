@@ -819,8 +819,8 @@ def fit(
     (plain values, e.g. the model's build arguments, stored in every checkpoint).
 
     ``progress`` (True, or the bar's label) shows one bar for the whole run that moves per
-    batch, with the epoch, the last epoch's mean loss and validation mean IU (in %); False
-    shows none.
+    batch, with the epoch and the last validation mean IU (in %; the last epoch's mean loss
+    where there is no validation); False shows none.
 
     A loss that explodes (:class:`DivergenceError`, see ``divergence`` in
     :func:`train_one_epoch`), turns nan, or weights that stop being finite stop the run before
@@ -888,7 +888,7 @@ def fit(
                default=-math.inf)  # fmt: skip
     bar = progress_bar(total=(config.epochs - start) * steps_per_epoch, desc=label, unit="batch",
                        disable=not progress)  # fmt: skip
-    shown: dict[str, str] = {}  # the bar's epoch, last epoch's loss and validation mean IU (%)
+    shown: dict[str, str] = {}  # the bar's epoch and last validation mean IU (%) or loss
     try:
         for epoch in range(start, config.epochs):
             shown["epoch"] = f"{epoch + 1}/{config.epochs}"
@@ -953,9 +953,11 @@ def fit(
                 )
                 record.update(scores.as_dict(), iu=scores.iu.tolist())
             history.append(record)
-            shown["loss"] = f"{stats['loss']:.3g}"
-            if "mean_iu" in record:
+            if "mean_iu" in record:  # the validation score, else the training loss
+                shown.pop("loss", None)
                 shown["mIU"] = f"{100 * record['mean_iu']:.1f}"
+            elif "mIU" not in shown:
+                shown["loss"] = f"{stats['loss']:.3g}"
             bar.set_postfix(shown)
             if record_run:
                 save = dict(epoch=epoch + 1, step=step, config=config, history=history,

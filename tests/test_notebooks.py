@@ -126,3 +126,29 @@ def test_exercises_have_solutions_and_outputs_are_not_stored(path):
     for kind, _, cell in cells:
         if kind == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None
+
+
+WIDE = 11  # inches: wider figures are shrunk in the text column until their labels blur
+
+
+def _figure_widths(source: str) -> list[float]:
+    """The widths of the figures a cell makes with ``figsize=(w, h)`` (``3 * n`` counts as 12)."""
+    widths = []
+    for m in re.finditer(r"figsize=\(([^,]+),", source):
+        expr = m.group(1).strip()
+        widths.append(float(expr) if re.fullmatch(r"\d+(\.\d+)?", expr) else 12.0)
+    return widths
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_wide_figures_take_the_pages_full_width(path):
+    # The book's `full-width` cell tag lets the output use the margin as well: a 13-inch figure
+    # is shown about a third larger, so its titles and labels stay legible.
+    narrow = [
+        i
+        for i, (kind, src, cell) in enumerate(_cells(path))
+        if kind == "code"
+        and any(w >= WIDE for w in _figure_widths(src))
+        and "full-width" not in cell["metadata"].get("tags", [])
+    ]
+    assert not narrow, f"{path.name}: cells {narrow} draw figures {WIDE}+ in wide; tag them"

@@ -104,6 +104,7 @@ def classify_pixels(
     *,
     size: int,
     chunk: int = 4096,
+    progress: bool | str = False,
 ) -> torch.Tensor:
     """Classify the patches centred on chosen pixels: one classifier call per pixel.
 
@@ -113,15 +114,20 @@ def classify_pixels(
         index: ``(n, y, x)`` int64 tensors of equal length naming the pixels.
         size: patch side ``P`` the classifier expects.
         chunk: patches per forward pass (memory: ``chunk * 3 * P * P`` floats).
+        progress: True, or a label, for a bar that moves per chunk.
 
     Returns:
         int64 ``(len(n),)`` predicted classes, on ``images``' device.
     """
+    from fcnlib.progress import progress_bar
+
     windows = patch_windows(images, size=size)
     b, y, x = index
+    label = progress if isinstance(progress, str) else "patches"
+    starts = progress_bar(range(0, len(b), chunk), desc=label, unit="chunk", disable=not progress)
     preds = [
         classifier(windows[b[i : i + chunk], :, y[i : i + chunk], x[i : i + chunk]]).argmax(1)
-        for i in range(0, len(b), chunk)
+        for i in starts
     ]
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64, device=images.device)
 

@@ -31,7 +31,9 @@ What changes in a copy, and only in its markdown cells unless said otherwise:
   goes), and its code cells are handed out as in the student versions (book/assignments.py) by
   nbgrader's own preprocessors: ``ClearSolutions`` puts the stub ``raise NotImplementedError()``
   in place of the solution and ``ClearHiddenTests`` drops the hidden tests, so a "run all" stops
-  at the first such exercise, at the end of its chapter. The ``nbgrader`` cell metadata is
+  at the first such exercise, at the end of its chapter. That stub and every code cell after it
+  (the checks, and cells that use the answer) carry the ``raises-exception`` tag, so that nbval
+  and nbclient run a copy to its end as they run the chapter: the tag is invisible to readers. The ``nbgrader`` cell metadata is
   dropped from every cell: a copy is for reading and running, not an nbgrader source.
 - ``{glue:text}`key:fmt``` quotes a number that only the book's build knows. The copy says
   where the reader finds it, after the code cell that glues ``key`` (``glue("key", ...)``) has
@@ -501,6 +503,9 @@ class Converter:
 # --- notebooks ---------------------------------------------------------------------------------
 
 
+STUB = "raise NotImplementedError()"  # what ClearSolutions leaves in place of a code solution
+
+
 def _clear_graded_code(nb: nbformat.NotebookNode) -> None:
     """nbgrader's ClearSolutions and ClearHiddenTests on the code cells that nbgrader grades or
     that hold its markers; the markdown cells are left to the converter."""
@@ -515,6 +520,12 @@ def _clear_graded_code(nb: nbformat.NotebookNode) -> None:
         scratch, resources = step().preprocess(scratch, resources)
     for cell, cleared in zip(graded, scratch.cells, strict=True):
         cell.source = cleared.source
+    stubbed = False  # from the first stub on, a cell may fail for want of the learner's answer
+    for cell in nb.cells:
+        stubbed = stubbed or (cell.cell_type == "code" and STUB in cell.source)
+        tags = cell.metadata.get("tags", [])
+        if stubbed and cell.cell_type == "code" and "raises-exception" not in tags:
+            cell.metadata["tags"] = [*tags, "raises-exception"]
 
 
 def colab_copy(

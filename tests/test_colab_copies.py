@@ -170,10 +170,17 @@ def test_code_cells_are_the_student_versions_and_the_badge_opens_the_copy(copies
     code = [c for c in copy.cells if c.cell_type == "code"]
     masters = [c for c in master.cells if c.cell_type == "code"]
     assert [c.source for c in code] == [c.source for c in student.cells if c.cell_type == "code"]
+    stubbed = False
     for mine, theirs in zip(code, masters, strict=True):
         assert mine.id == theirs.id
         assert mine.outputs == theirs.outputs
-        assert mine.metadata == {k: v for k, v in theirs.metadata.items() if k != "nbgrader"}
+        # from the first stub on, cells may raise for want of an answer, and say so to nbval
+        stubbed = stubbed or "raise NotImplementedError()" in mine.source
+        meta = {k: v for k, v in theirs.metadata.items() if k != "nbgrader"}
+        if stubbed:
+            meta["tags"] = [*meta.get("tags", []), "raises-exception"]
+        assert mine.metadata == meta
+    assert stubbed == bool(_autograded(master))  # every chapter with a graded task has a stub
     head = "\n".join(_markdown(copy)[:2])
     assert (
         f"colab.research.google.com/github/{OWNER}/{NAME}/blob/colab/notebooks/{path.name}" in head
@@ -261,7 +268,10 @@ def test_the_converter_on_each_kind_of_markup():
         "assert double(2) == 4",
     ]  # fmt: skip
     assert all("nbgrader" not in c.metadata for c in copy.cells)
-    assert copy.cells[7].metadata == {"tags": ["hide-input"]}
+    # the stub and the check after it may raise, and nbval is told so; the tags before stay
+    assert copy.cells[7].metadata == {"tags": ["hide-input", "raises-exception"]}
+    assert copy.cells[8].metadata == {"tags": ["raises-exception"]}
+    assert all("raises-exception" not in c.metadata.get("tags", []) for c in copy.cells[:7])
     assert [c.id for c in copy.cells] == [c.id for i, c in enumerate(master.cells) if i != 7]
     # the code block's text is kept, and it is the one thing the checker objects to
     assert colab.check_copy(copy) == ["cell 2 (markdown): MyST role '{cite}`'"]

@@ -10,6 +10,8 @@
 #   make assignments CHAPTERS="02 05"   student versions (nbgrader) in _build/student
 #   make colab  copies of the chapters in plain Markdown for Colab and JupyterLab, in
 #               _build/colab/notebooks (book/colab.py); published on the `colab` branch
+#   make test-copies   those copies executed by nbval, as the chapters are (as long as make test's
+#               chapters: about 35 minutes on 2 CPU cores)
 #   make grading CHAPTERS="05 07"   nbgrader's autograde of the masters (fast path), timed
 #   make gpu-check   on a machine with a CUDA GPU: the unit tests, every chapter under nbval
 #               (side by side, 2 threads each) and the throughput benchmark, one summary line
@@ -20,7 +22,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-bf16 book lab lab-instructor assignments colab grading gpu-check lint format clean
+.PHONY: test test-bf16 book lab lab-instructor assignments colab test-copies grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -54,6 +56,9 @@ assignments: $(STAMP)
 
 colab: $(STAMP)
 	$(BIN)/python book/colab.py
+
+test-copies: colab
+	$(BIN)/python -m pytest _build/colab/notebooks
 
 grading: $(STAMP)
 	$(BIN)/python book/grading.py $(if $(CHAPTERS),$(CHAPTERS),05 07)

@@ -530,8 +530,8 @@ def train_one_epoch(
     limit, first = None, None  # the divergence bound, set by the first step
     own_bar = isinstance(progress, bool)
     if own_bar:
-        total = len(loader) if hasattr(loader, "__len__") else None
-        bar = progress_bar(total=total, desc=f"epoch {epoch}", unit="batch",
+        batches = len(loader) if hasattr(loader, "__len__") else None
+        bar = progress_bar(total=batches, desc=f"epoch {epoch}", unit="batch",
                            disable=not progress, leave=False)  # fmt: skip
     else:
         bar = progress

@@ -521,6 +521,25 @@ def test_cpu_auto_is_float32_unless_fcn_cpu_bf16_asks_for_bf16(monkeypatch):
     assert resolve_amp("cpu", "off") is None  # a bad value only matters to "auto"
 
 
+@pytest.mark.parametrize("progress", [False, True, "iterator"])
+def test_one_epochs_loss_is_the_mean_of_its_steps_losses(scenes, progress):
+    # lr 1e-30 leaves the float32 weights as they are, so each step's loss can be recomputed; the
+    # loader is a DataLoader (with and without its own bar) or a plain iterator (no length)
+    (images, labels), _ = scenes
+    torch.manual_seed(0)
+    model, config = TinyFCN(), tiny_config(lr=1e-30, weight_decay=0.0)
+    loader = DataLoader(TensorDataset(images[:24], labels[:24]), batch_size=8)
+    batches = iter(list(loader)) if progress == "iterator" else loader
+    opt = make_optimizer(model, config)
+    stats = train_one_epoch(model, batches, opt, config=config, device="cpu",
+                            progress=progress is True)  # fmt: skip
+    model.train()
+    with torch.no_grad():
+        expected = [segmentation_loss(model(x), y).item() for x, y in loader]
+    assert stats["steps"] == 3 and stats["first_loss"] == pytest.approx(expected[0], rel=1e-5)
+    assert stats["loss"] == pytest.approx(sum(expected) / 3, rel=1e-5)
+
+
 def test_bf16_autocast_step_on_cpu(scenes):
     # Asked for explicitly, bf16 autocast runs on any CPU ("auto" keeps float32 there).
     (images, labels), _ = scenes

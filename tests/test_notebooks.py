@@ -52,6 +52,7 @@ def test_install_cell_installs_from_the_repository_in_colab_or_when_missing(path
     assert f'"fcnlib @ git+{REPO_URL}"' in text  # the repository of _config.yml
     assert 'if "google.colab" in sys.modules or importlib.util.find_spec("fcnlib") is None:' in text
     assert '[sys.executable, "-m", "pip", "install", "-q",' in text  # this kernel's own Python
+    assert "--disable-pip-version-check" in text  # no "new release of pip" notice in the output
     assert "%pip" not in text  # plain Python: no magic, no "restart the kernel" note
     # The comment says what happens, and the one command that does it by hand.
     assert "always in Colab" in text and "only if it is missing" in text
@@ -99,7 +100,10 @@ def test_install_lines_run_pip_in_colab_and_where_fcnlib_is_missing(where, pip, 
 
         monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     _run_install_lines()
-    assert pip.calls == [[sys.executable, "-m", "pip", "install", "-q", f"fcnlib @ git+{REPO_URL}"]]
+    quiet = ["-q", "--disable-pip-version-check"]  # no notice about pip's own version either
+    assert pip.calls == [
+        [sys.executable, "-m", "pip", "install", *quiet, f"fcnlib @ git+{REPO_URL}"]
+    ]
 
 
 def test_install_lines_show_pips_error_and_stop(pip, monkeypatch, capsys):

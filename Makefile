@@ -68,10 +68,10 @@ gpu-check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check fcnlib tests
-	$(BIN)/ruff format --check fcnlib tests
+	$(BIN)/ruff format --check fcnlib tests notebooks conftest.py
 
 format: $(STAMP)
-	$(BIN)/ruff format fcnlib tests
+	$(BIN)/ruff format fcnlib tests notebooks conftest.py
 	$(BIN)/ruff check --fix fcnlib tests
 
 clean:

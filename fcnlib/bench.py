@@ -36,6 +36,7 @@ import platform
 import shutil
 import statistics
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from itertools import islice
@@ -57,6 +58,9 @@ __all__ = [
     "bench_throughput",
     "timeit",
 ]
+
+# The verbose pipeline report wraps its lines to the book's text column.
+REPORT_WIDTH = 76
 
 
 def timeit(fn: Callable[[], object], *, repeat: int = 3, warmup: int = 1) -> float:
@@ -394,6 +398,21 @@ def _median_rate(windows: list[float]) -> float:
     return float(statistics.median(windows))
 
 
+def _say(*parts: object) -> None:
+    """print, with lines longer than a book's column (76 characters) wrapped, indented."""
+    for line in " ".join(map(str, parts)).split("\n"):
+        indent = " " * (len(line) - len(line.lstrip()))
+        print(
+            textwrap.fill(
+                line,
+                REPORT_WIDTH,
+                subsequent_indent=indent + "  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+
+
 def bench_pipeline(
     *,
     root: str | os.PathLike | None = None,
@@ -516,7 +535,7 @@ def bench_pipeline(
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not workers or min(workers) < 0:
         raise ValueError(f"workers must be one or more counts >= 0, got {workers!r}")
-    say = print if verbose else (lambda *_: None)
+    say = _say if verbose else (lambda *_: None)
 
     base = stage_recipe(
         "heavy",

@@ -35,13 +35,21 @@ predictions fail first: score those alone with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["ConfusionMatrix", "Scores", "boundary_band", "coarse_labels", "scores"]
+__all__ = [
+    "ConfusionMatrix",
+    "Scores",
+    "boundary_band",
+    "coarse_labels",
+    "scores",
+    "scores_table",
+]
 
 
 def _pct(x: float) -> str:
@@ -243,6 +251,50 @@ def scores(
         0.5
     """
     return ConfusionMatrix(n_classes, ignore_index=ignore_index).update(pred, target).compute()
+
+
+def scores_table(
+    rows: Mapping[str, Scores], columns: Mapping[str, Mapping[str, object]] | None = None
+) -> str:
+    """Plain-text table of the four metrics in percent: one row per run, narrow enough for a
+    book's column (about 45 characters plus the names and any extra columns).
+
+    ``columns`` adds columns after the four metrics: header -> {run name: value}; a value is
+    printed as given (format numbers first), a run missing from a column shows "-".
+
+    Example:
+        >>> s = scores(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 0]), n_classes=2)
+        >>> print(scores_table({"net": s}, columns={"s/image": {"net": "0.01"}}))
+        run | pixel acc | mean acc | mean IU | f.w. IU | s/image
+        net |      66.7 |     75.0 |    50.0 |    50.0 |    0.01
+    """
+    if not rows:
+        raise ValueError("scores_table needs at least one row: pass {name: Scores}")
+    extra = dict(columns or {})
+    for header, values in extra.items():
+        unknown = set(values) - set(rows)
+        if unknown:
+            raise ValueError(
+                f"column {header!r} has values for {sorted(unknown)}, which are not rows "
+                f"({sorted(rows)}); key each column by the rows' names"
+            )
+    headers = ["pixel acc", "mean acc", "mean IU", "f.w. IU", *extra]
+    body = []
+    for name, s in rows.items():
+        if not isinstance(s, Scores):
+            raise TypeError(f"row {name!r} is a {type(s).__name__}; pass a Scores")
+        cells = [_pct(s.pixel_acc), _pct(s.mean_acc), _pct(s.mean_iu), _pct(s.fw_iu)]
+        cells += [str(values.get(name, "-")) for values in extra.values()]
+        body.append((str(name), cells))
+    name_width = max(len("run"), *(len(name) for name, _ in body))
+    widths = [max(len(h), *(len(c[k]) for _, c in body)) for k, h in enumerate(headers)]
+
+    def line(name: str, cells: list[str]) -> str:
+        return " | ".join(
+            [f"{name:>{name_width}}"] + [f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)]
+        )
+
+    return "\n".join([line("run", headers)] + [line(name, cells) for name, cells in body])
 
 
 def _check_label_map(target: torch.Tensor) -> None:

@@ -21,8 +21,9 @@ from typing import Any
 
 from tqdm.std import tqdm
 
-# the book's text column; the bar shrinks to leave room for the numbers
-WIDTH = 78
+# the book's text column at a 1280-pixel-wide window (76 characters); the bar shrinks
+# to leave room for the numbers
+WIDTH = 76
 # tqdm's layout without the rate, which the elapsed and remaining times already tell
 LAYOUT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from fcnlib.metrics import ConfusionMatrix, Scores, boundary_band, scores
+from fcnlib.metrics import ConfusionMatrix, Scores, boundary_band, scores, scores_table
 
 NAN = float("nan")
 
@@ -537,3 +537,37 @@ def test_coarse_labels_rejects_bad_input():
         coarse_labels(torch.full((4, 4), 5), 2, n_classes=2)
     with pytest.raises(ValueError, match="integer"):
         coarse_labels(torch.zeros(4, 4), 2, n_classes=2)
+
+
+def test_scores_table_prints_each_runs_four_metrics_in_aligned_columns():
+    target = torch.tensor([[0, 0, 1, 1, 2, 2]])
+    a = scores(torch.tensor([[0, 0, 1, 1, 2, 2]]), target, n_classes=3)
+    b = scores(torch.tensor([[0, 1, 1, 1, 0, 2]]), target, n_classes=3)
+    text = scores_table({"perfect": a, "two wrong": b}, columns={"s": {"perfect": "1.5"}})
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1, "columns line up"
+    assert lines[0].split(" | ") == [
+        "      run",
+        "pixel acc",
+        "mean acc",
+        "mean IU",
+        "f.w. IU",
+        "  s",
+    ]
+    for line, s, extra in zip(lines[1:], (a, b), ("1.5", "-"), strict=True):
+        cells = [c.strip() for c in line.split(" | ")]
+        assert [float(c) for c in cells[1:5]] == [
+            round(100 * v, 1) for v in (s.pixel_acc, s.mean_acc, s.mean_iu, s.fw_iu)
+        ]
+        assert cells[5] == extra
+    assert float(lines[2].split(" | ")[1]) == pytest.approx(100 * 4 / 6, abs=0.05)
+
+
+def test_scores_table_refuses_rows_it_cannot_print():
+    s = scores(torch.tensor([0, 1]), torch.tensor([0, 1]), n_classes=2)
+    with pytest.raises(ValueError, match="at least one row"):
+        scores_table({})
+    with pytest.raises(ValueError, match="not rows"):
+        scores_table({"a": s}, columns={"time": {"b": 1}})
+    with pytest.raises(TypeError, match="pass a Scores"):
+        scores_table({"a": s.as_dict()})

@@ -50,8 +50,9 @@ def test_install_cell_installs_from_the_repository_in_colab_or_when_missing(path
     text = _install_lines(path)
     assert text == _install_lines(NOTEBOOKS[0]), "the install lines differ between notebooks"
     assert f'"fcnlib @ git+{REPO_URL}"' in text  # the repository of _config.yml
-    assert 'if "google.colab" in sys.modules or importlib.util.find_spec("fcnlib") is None:' in text
-    assert '[sys.executable, "-m", "pip", "install", "-q",' in text  # this kernel's own Python
+    assert 'missing = importlib.util.find_spec("fcnlib") is None' in text
+    assert 'if "google.colab" in sys.modules or missing:' in text
+    assert '[sys.executable, "-m", "pip", "install", "-q"]' in text  # this kernel's own Python
     assert "--disable-pip-version-check" in text  # no "new release of pip" notice in the output
     assert "%pip" not in text  # plain Python: no magic, no "restart the kernel" note
     # The comment says what happens, and the one command that does it by hand.
@@ -156,3 +157,79 @@ def test_wide_figures_take_the_pages_full_width(path):
         and "full-width" not in cell["metadata"].get("tags", [])
     ]
     assert not narrow, f"{path.name}: cells {narrow} draw figures {WIDE}+ in wide; tag them"
+
+
+CODE_COLUMN = 76  # a code cell at a 1280-pixel-wide window (conftest.py says how it was measured)
+BOX_COLUMN = 68  # a code block inside an exercise or solution box
+_FENCE = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_fits_the_books_column(path):
+    wide = []
+    for i, (kind, src, _) in enumerate(_cells(path)):
+        if kind == "code":
+            wide += [(i, line) for line in src.split("\n") if len(line) > CODE_COLUMN]
+        elif kind == "markdown":
+            for block in _FENCE.findall(src):
+                wide += [(i, line) for line in block.split("\n") if len(line) > BOX_COLUMN]
+    assert not wide, (
+        f"{path.name}: code wider than the book's column ({CODE_COLUMN} characters in a cell, "
+        f"{BOX_COLUMN} in an exercise's box): {wide[:5]}. `make format` fits most of it"
+    )
+
+
+def test_the_chapters_are_formatted():
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run(
+        [str(ruff), "format", "--check", "notebooks"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr + "run `make format`"
+
+
+def test_a_cell_that_prints_past_the_column_fails_under_nbval(tmp_path):
+    # The check in conftest.py, end to end: nbval runs a notebook of three cells.
+    cells = [
+        ("print('x' * 76)", []),
+        ("print('x' * 90)", ["full-width"]),
+        ("print('x' * 77)", []),
+    ]
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"c{i}",
+                "metadata": {"tags": t},
+                "outputs": [],
+                "source": src,
+            }
+            for i, (src, t) in enumerate(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (tmp_path / "wide.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "conftest.py").write_text((ROOT / "conftest.py").read_text())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "wide.ipynb",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "2 passed, 1 failed" in done.stdout or "1 failed, 2 passed" in done.stdout, done.stdout
+    assert "wider than the book's column (76 characters)" in done.stdout

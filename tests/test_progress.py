@@ -50,7 +50,7 @@ def test_a_bar_in_a_notebook_is_one_plain_text_output_left_at_its_last_state(exe
     assert _displays(cell) == [_displays(cell)[0]], cell.outputs  # one output, updated in place
     (line,) = _displays(cell)
     assert line.startswith("demo: 100%") and "6/6" in line, line
-    assert len(line) <= 78, line  # the book's text column
+    assert len(line) <= 76, line  # the book's text column
     for output in cell.outputs:  # no widget (it needs JavaScript from the web) and no "\r" text
         assert set(output.get("data", {})) <= {"text/plain"}, output
     assert [o["text"] for o in cell.outputs if o["output_type"] == "stream"] == ["after the bar\n"]

@@ -2,8 +2,11 @@
 #   make test   unit tests (tests/) + every chapter executed by nbval, after ruff
 #   make test-bf16   chapter 6 under nbval with bf16 autocast on the CPU (FCN_CPU_BF16=1: the
 #               path a GPU takes; about 7 minutes); the unit tests check its rule on a small net
-#   make book   the Jupyter Book in _build/html, executing the chapters, zero warnings allowed,
-#               then no broken internal link (book/check_links.py)
+#   make book   the public Jupyter Book in _build/html, executing the chapters, zero warnings
+#               allowed, then no broken internal link (book/check_links.py) and no graded
+#               exercise's solution or hidden test on its pages (book/check_public.py)
+#   make book-instructor   the instructors' edition, every solution shown, in
+#               _build/instructor/_build/html (not published)
 #   make lab    JupyterLab on the chapters, as learners see them: MyST rendered (jupyterlab-myst),
 #               nbgrader's menus and server extensions off (book/lab-config)
 #   make lab-instructor   JupyterLab with nbgrader's menus (create and grade assignments)
@@ -22,7 +25,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-bf16 book lab lab-instructor assignments colab test-copies grading gpu-check lint format clean
+.PHONY: test test-bf16 book book-instructor lab lab-instructor assignments colab test-copies grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -44,6 +47,13 @@ test-bf16: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	$(BIN)/python book/check_links.py _build/html
+	$(BIN)/python book/check_public.py _build/html
+
+book-instructor: $(STAMP)
+	@# the same chapters' executions (the cache in _build/.jupyter_cache), solutions shown
+	FCN_BOOK=instructor $(BIN)/jupyter-book build . --path-output _build/instructor \
+		--warningiserror --nitpick --keep-going
+	$(BIN)/python book/check_links.py _build/instructor/_build/html
 
 lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/book/lab-config $(BIN)/jupyter lab notebooks

@@ -24,17 +24,18 @@ What changes in a copy, and only in its markdown cells unless said otherwise:
   folded ``<details>`` block. Option lines (``:class:``, ``:label:``, ...) are dropped.
 - ``{exercise} Title`` becomes "**Exercise: Title**" followed by its text.
 - ``{solution}`` of an exercise that is not autograded (a written answer, which the book shows
-  folded) becomes a ``<details><summary>Solution</summary> ... </details>`` block, folded as in
-  the book. An exercise is *autograded* when one of its code cells (those after the exercise, up
-  to the next exercise or heading) carries nbgrader metadata or ``### BEGIN SOLUTION`` /
-  ``### BEGIN HIDDEN TESTS`` markers: its ``{solution}`` is removed (a markdown cell left empty
-  goes), and its code cells are handed out as in the student versions (book/assignments.py) by
-  nbgrader's own preprocessors: ``ClearSolutions`` puts the stub ``raise NotImplementedError()``
-  in place of the solution and ``ClearHiddenTests`` drops the hidden tests, so a "run all" stops
-  at the first such exercise, at the end of its chapter. That stub and every code cell after it
-  (the checks, and cells that use the answer) carry the ``raises-exception`` tag, so that nbval
-  and nbclient run a copy to its end as they run the chapter: the tag is invisible to readers. The ``nbgrader`` cell metadata is
-  dropped from every cell: a copy is for reading and running, not an nbgrader source.
+  folded) becomes a ``<details><summary>Solution</summary> ... </details>`` block, folded as in the
+  book. An exercise is *autograded* when one of its code cells (those after the exercise, up to the
+  next exercise or heading) carries nbgrader metadata or ``### BEGIN SOLUTION`` / ``### BEGIN HIDDEN
+  TESTS`` markers: its ``{solution}`` is removed (a markdown cell left empty goes), as in the public
+  book (book/public_book.py), and its code cells are handed out as in the student versions
+  (book/assignments.py) by nbgrader's own preprocessors: ``ClearSolutions`` puts the stub ``raise
+  NotImplementedError()`` in place of the solution and ``ClearHiddenTests`` drops the hidden tests,
+  so a "run all" stops at the first such exercise, at the end of its chapter. That stub and every
+  code cell after it (the checks, and cells that use the answer) carry the ``raises-exception`` tag,
+  so that nbval and nbclient run a copy to its end as they run the chapter: the tag is invisible to
+  readers. The ``nbgrader`` cell metadata is dropped from every cell: a copy is for reading and
+  running, not an nbgrader source.
 - ``{glue:text}`key:fmt``` quotes a number that only the book's build knows. The copy says
   where the reader finds it, after the code cell that glues ``key`` (``glue("key", ...)``) has
   run: "*[`name`, printed above]*" (or "below", where that cell comes after the text) when that
@@ -506,20 +507,28 @@ class Converter:
 STUB = "raise NotImplementedError()"  # what ClearSolutions leaves in place of a code solution
 
 
-def _clear_graded_code(nb: nbformat.NotebookNode) -> None:
-    """nbgrader's ClearSolutions and ClearHiddenTests on the code cells that nbgrader grades or
-    that hold its markers; the markdown cells are left to the converter."""
+def cleared_sources(nb: nbformat.NotebookNode) -> dict[int, str]:
+    """The student's version of every code cell that nbgrader grades or that holds its markers,
+    by cell index: nbgrader's own ClearSolutions and ClearHiddenTests, as for student versions.
+    The notebook is not changed."""
     from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
 
-    graded = [cell for cell in nb.cells if _is_nbgrader_code(cell)]
-    if not graded:
-        return
-    scratch = nbformat.v4.new_notebook(metadata=nb.metadata, cells=graded)
+    indices = [i for i, cell in enumerate(nb.cells) if _is_nbgrader_code(cell)]
+    if not indices:
+        return {}
+    cells = [nbformat.from_dict(nb.cells[i]) for i in indices]  # copies
+    scratch = nbformat.v4.new_notebook(metadata=nb.metadata, cells=cells)
     resources: dict = {}
     for step in (ClearSolutions, ClearHiddenTests):
         scratch, resources = step().preprocess(scratch, resources)
-    for cell, cleared in zip(graded, scratch.cells, strict=True):
-        cell.source = cleared.source
+    return {i: cell.source for i, cell in zip(indices, scratch.cells, strict=True)}
+
+
+def _clear_graded_code(nb: nbformat.NotebookNode) -> None:
+    """nbgrader's ClearSolutions and ClearHiddenTests on the code cells that nbgrader grades or
+    that hold its markers; the markdown cells are left to the converter."""
+    for index, source in cleared_sources(nb).items():
+        nb.cells[index].source = source
     stubbed = False  # from the first stub on, a cell may fail for want of the learner's answer
     for cell in nb.cells:
         stubbed = stubbed or (cell.cell_type == "code" and STUB in cell.source)

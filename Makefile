@@ -15,7 +15,8 @@
 #               _build/colab/notebooks (book/colab.py); published on the `colab` branch
 #   make test-copies   those copies executed by nbval, as the chapters are (as long as make test's
 #               chapters: about 35 minutes on 2 CPU cores)
-#   make grading CHAPTERS="05 07"   nbgrader's autograde of the masters (fast path), timed
+#   make grading   nbgrader's autograde of every chapter's master (fast path), timed; pick
+#               chapters with CHAPTERS="05 07"
 #   make gpu-check   on a machine with a CUDA GPU: the unit tests, every chapter under nbval
 #               (side by side, 2 threads each) and the throughput benchmark, one summary line
 #               per step (also in _build/gpu-check/summary.txt); see tests/gpu_check.py --help
@@ -71,7 +72,7 @@ test-copies: colab
 	$(BIN)/python -m pytest _build/colab/notebooks
 
 grading: $(STAMP)
-	$(BIN)/python book/grading.py $(if $(CHAPTERS),$(CHAPTERS),05 07)
+	$(BIN)/python book/grading.py $(CHAPTERS)
 
 gpu-check: $(STAMP)
 	$(BIN)/python tests/gpu_check.py

@@ -25,10 +25,17 @@ def _printed_text(output: dict) -> str:
     return ""
 
 
-def too_wide(outputs: list[dict], limit: int) -> list[str]:
-    """The printed lines of ``outputs`` longer than ``limit`` characters."""
+def too_wide(outputs: list[dict], limit: int, source: str = "") -> list[str]:
+    """The printed lines of ``outputs`` longer than ``limit`` characters. A cell ``source``
+    whose last expression ends in ";" shows no result in the book: nbval runs cells outside
+    IPython's history, which is where IPython looks for that ";", so nbval still gets one."""
+    from IPython.core.displayhook import DisplayHook
+
+    quiet = bool(source) and DisplayHook.semicolon_at_end_of_expression(source)
     lines = []
     for output in outputs:
+        if quiet and output.get("output_type") == "execute_result":
+            continue
         for line in _printed_text(output).replace("\r", "\n").split("\n"):
             if len(line) > limit:
                 lines.append(line)
@@ -43,7 +50,7 @@ def pytest_runtest_call(item):
     if outputs is not None and cell is not None:
         full = "full-width" in cell.get("metadata", {}).get("tags", [])
         limit = FULL_WIDTH if full else COLUMN
-        wide = too_wide(outputs, limit)
+        wide = too_wide(outputs, limit, cell.get("source", ""))
         if wide:
             longest = max(wide, key=len)
             raise AssertionError(

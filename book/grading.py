@@ -5,8 +5,10 @@ puts the master chapter in source/, runs ``nbgrader generate_assignment``, hands
 back as the work of a student called "reference" (the master's answers are the reference
 answers), runs ``nbgrader autograde`` and reads the autograded points from nbgrader's gradebook:
 
-    python book/grading.py 05 07          # the fast path: cells tagged skip-when-grading skipped
+    python book/grading.py                # every chapter, on the fast path: cells tagged
+                                          # skip-when-grading are not executed
     python book/grading.py 05 --every-cell    # every cell executed, as without the fast path
+    python book/grading.py --csv grades.csv   # and the grades in nbgrader's CSV export
 
 It prints, per chapter, the seconds nbgrader took, the autograded points against their maximum,
 the written answers left for manual grading and how many code cells ran. A chapter whose
@@ -116,9 +118,19 @@ def grade(
     return Graded(name, release_s, autograde_s, points, max_points, written, len(run), len(code))
 
 
+def export_csv(course: Path) -> list[str]:
+    """The course's grades as nbgrader's CSV exporter writes them: a header line, then one line
+    per student and assignment (score, max_score, ...)."""
+    target = course / "grades.csv"
+    _nbgrader(course, "export", "--to", str(target))
+    return target.read_text().splitlines(keepends=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("chapters", nargs="+", help="chapter numbers or names (e.g. 05 07)")
+    parser.add_argument(
+        "chapters", nargs="*", help="chapter numbers or names (e.g. 05 07); default: all"
+    )
     parser.add_argument(
         "--every-cell",
         action="store_true",
@@ -127,8 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--course", type=Path, help="nbgrader course folder to use (default: a temporary one)"
     )
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        help="write the grades to this CSV file (nbgrader export, one row per chapter)",
+    )
     args = parser.parse_args(argv)
     results = []
+    rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="fcn-grading-") as tmp:
         for path in chapter_paths(args.chapters):
             course = (args.course or Path(tmp)) / path.stem
@@ -142,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{g.cells_run} of {g.cells} code cells run",
                 flush=True,
             )
+            if args.csv:
+                rows += export_csv(course)[len(rows) > 0 :]  # one header
+    if args.csv:
+        args.csv.write_text("".join(rows))
+        print(f"grades of {len(results)} chapter(s) written to {args.csv}")
     short = [g.chapter for g in results if not g.full_marks]
     if short:
         print(f"not full marks: chapter {', '.join(short)}", file=sys.stderr)

@@ -113,13 +113,19 @@ _spec = importlib.util.spec_from_file_location("grading", ROOT / "book" / "gradi
 grading = importlib.util.module_from_spec(_spec)
 sys.modules["grading"] = grading  # its dataclass looks itself up there
 _spec.loader.exec_module(grading)
-AUTOGRADED = [p for p in CHAPTERS if p.stem.split("_")[0] in ("05", "07")]
 
 
 def _autograded(nb):
     return [
         c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
     ]
+
+
+AUTOGRADED = [p for p in CHAPTERS if _autograded(_master(p))]
+
+
+def test_every_chapter_has_an_autograded_task():
+    assert AUTOGRADED == CHAPTERS
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
@@ -164,3 +170,15 @@ def test_nbgrader_autograde_fails_a_fusion_that_forgets_the_skip(tmp_path):
         cell.metadata["tags"] = [grading.SKIP_TAG, "skip-execution"]
     graded = grading.grade(path, tmp_path / "course", submission=wrong)
     assert graded.max_points == 2 and graded.points == 0
+
+
+def test_make_grading_writes_nbgraders_csv(tmp_path, capsys):
+    target = tmp_path / "grades.csv"
+    assert grading.main(["04", "--csv", str(target)]) == 0
+    header, row = target.read_text().splitlines()
+    fields = dict(zip(header.split(","), row.split(","), strict=True))
+    assert fields["assignment"] == "ch04" and fields["student_id"] == grading.STUDENT
+    assert (
+        float(fields["score"]) == 2.0
+    )  # the autograded points; written answers are graded by hand
+    assert "chapter 04: autograde" in capsys.readouterr().out

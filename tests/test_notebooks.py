@@ -188,11 +188,12 @@ def test_the_chapters_are_formatted():
 
 
 def test_a_cell_that_prints_past_the_column_fails_under_nbval(tmp_path):
-    # The check in conftest.py, end to end: nbval runs a notebook of three cells.
+    # The check in conftest.py, end to end: nbval runs a notebook of four cells.
     cells = [
         ("print('x' * 76)", []),
         ("print('x' * 90)", ["full-width"]),
         ("print('x' * 77)", []),
+        ("(\n    'x' * 90\n);", []),  # a result the ";" hides: not shown in the book
     ]
     nb = {
         "cells": [
@@ -231,5 +232,5 @@ def test_a_cell_that_prints_past_the_column_fails_under_nbval(tmp_path):
         text=True,
         timeout=300,
     )
-    assert "2 passed, 1 failed" in done.stdout or "1 failed, 2 passed" in done.stdout, done.stdout
+    assert "3 passed, 1 failed" in done.stdout or "1 failed, 3 passed" in done.stdout, done.stdout
     assert "wider than the book's column (76 characters)" in done.stdout

@@ -13,17 +13,31 @@ scores on the shared validation scenes is recorded (:func:`record_result`), so t
 put the whole course side by side (:func:`recorded_results`). The ledger is a JSON file under
 ``$FCN_CACHE/results`` (``$FCN_RESULTS`` names another file); each chapter rewrites its own rows
 every time it runs, and each row says which scenes it was scored on.
+
+Each chapter ends with *quick checks*: a few questions answered with a number or a letter, which
+:func:`quiz` marks at once against a key of fingerprints (so the key does not give the answers
+away) and which nbgrader grades with a point per right answer.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["LAB_VALIDATION", "glue", "record_result", "recorded_results", "results_path"]
+__all__ = [
+    "LAB_VALIDATION",
+    "answer_key",
+    "glue",
+    "quiz",
+    "record_result",
+    "recorded_results",
+    "results_path",
+]
 
 # The scenes every lab-bench result in the ledger is scored on: ShapesDataset("val", **this).
 LAB_VALIDATION = {"split": "val", "size": 128, "length": 128, "seed": 0}
@@ -122,3 +136,62 @@ def recorded_results(path: str | os.PathLike | None = None) -> dict[str, dict[st
     if not isinstance(ledger, dict):
         raise ValueError(f"the results ledger {target} should hold a JSON object, not {ledger!r}")
     return ledger
+
+
+def _normalized(question: str, answer: object) -> str:
+    """A quick check's answer as the key holds it: a whole number or a word, in lower case."""
+    if isinstance(answer, bool) or answer is None:
+        raise TypeError(f"{question}: answer with a number or a letter, not {answer!r}")
+    if isinstance(answer, (int, float)) or hasattr(answer, "item"):  # a tensor or NumPy number
+        value = float(answer)
+        if not value.is_integer():
+            raise ValueError(
+                f"{question}: {answer!r} is not a whole number; the quick checks ask for whole "
+                "numbers (round as the question says)"
+            )
+        return str(int(value))
+    if isinstance(answer, str) and answer.strip():
+        return answer.strip().lower()
+    raise TypeError(f"{question}: answer with a number or a letter, not {answer!r}")
+
+
+def _fingerprint(chapter: str, question: str, answer: object) -> str:
+    text = f"{chapter}/{question}/{_normalized(question, answer)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def answer_key(chapter: str, answers: Mapping[str, object]) -> dict[str, str]:
+    """The key that :func:`quiz` checks ``answers`` against: one fingerprint per question.
+
+    >>> answer_key("ch0", {"q1": 3})
+    {'q1': '57d27b2d2ca8b00c'}
+    """
+    return {q: _fingerprint(chapter, q, a) for q, a in answers.items()}
+
+
+def quiz(answers: Mapping[str, object], key: Mapping[str, str], *, chapter: str) -> int:
+    """Mark a chapter's quick checks: print one line per question and return how many are right.
+
+    Answers are whole numbers (``3``, ``3.0``) or letters (``"b"``, ``" B "``); an unanswered
+    question (``None``) counts as not right. The number returned is what nbgrader awards when
+    the call ends a graded cell (its partial credit: a point per right answer).
+
+    >>> quiz({"q1": 3, "q2": None}, {"q1": "57d27b2d2ca8b00c", "q2": "0"}, chapter="ch0")
+    q1: right
+    q2: no answer yet
+    1
+    """
+    unknown = set(answers) - set(key)
+    if unknown:
+        raise KeyError(f"no question {sorted(unknown)} in this chapter; it has {sorted(key)}")
+    right = 0
+    for question in key:
+        answer = answers.get(question)
+        if answer is None:
+            print(f"{question}: no answer yet")
+        elif _fingerprint(chapter, question, answer) == key[question]:
+            right += 1
+            print(f"{question}: right")
+        else:
+            print(f"{question}: not right yet ({answer!r})")
+    return right

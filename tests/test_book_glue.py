@@ -64,3 +64,20 @@ def test_results_ledger_keeps_one_row_per_net_and_refuses_a_damaged_file(tmp_pat
     (tmp_path / "ledger.json").write_text("{not json")
     with pytest.raises(ValueError, match="delete it and re-run"):
         recorded_results()
+
+
+def test_quiz_marks_numbers_and_letters_by_fingerprint(capsys):
+    from fcnlib.book import answer_key, quiz
+
+    key = answer_key("chX", {"q1": 85, "q2": "b"})
+    assert "85" not in str(key) and key["q1"] != answer_key("chY", {"q1": 85})["q1"]
+    assert quiz({"q1": 85.0, "q2": " B "}, key, chapter="chX") == 2  # 85.0 is 85, case ignored
+    assert quiz({"q1": 84, "q2": "b"}, key, chapter="chX") == 1
+    assert quiz({"q1": 85}, key, chapter="chX") == 1  # q2 unanswered
+    assert capsys.readouterr().out.splitlines()[-1] == "q2: no answer yet"
+    with pytest.raises(ValueError, match="not a whole number"):
+        quiz({"q1": 85.5}, key, chapter="chX")
+    with pytest.raises(TypeError, match="a number or a letter"):
+        quiz({"q1": True}, key, chapter="chX")
+    with pytest.raises(KeyError, match="no question"):
+        quiz({"q9": 1}, key, chapter="chX")

@@ -44,6 +44,7 @@ CLAIMS: dict[str, dict[str, str]] = {
         "Fine-tuning every layer beats training only the new score layer": (
             "assert: scores_whole.mean_iu > scores_score.mean_iu"
         ),
+        "(a) about four times faster": "a quick check's choices, which the learner picks from",
     },
     "04": {
         "with so few steps, expect it to end well below": (

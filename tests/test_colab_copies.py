@@ -63,12 +63,14 @@ def _solutions(master):
 
 def _autograded(master):
     """The exercises that nbgrader autogrades, by the grade_id convention of their code cells
-    (``<label>-code``, ``<label>-test``): found independently of book/colab.py."""
-    return {
+    (``<label>-code``, ``<label>-test``): found independently of book/colab.py. The quick checks
+    (``chN-quiz``) are graded too, but are no exercise."""
+    labels = {
         re.sub(r"-(code|test)$", "", c.metadata["nbgrader"]["grade_id"])
         for c in master.cells
         if c.cell_type == "code" and "nbgrader" in c.metadata
     }
+    return {label for label in labels if not label.endswith("-quiz")}
 
 
 def _plain_lines(body):

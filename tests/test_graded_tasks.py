@@ -285,6 +285,7 @@ def test_every_autograded_task_but_chapter_7s_has_wrong_answers_here():
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
             if cell.cell_type == "code" and grade_id.endswith("-test"):
                 labels.add(grade_id.removesuffix("-test"))
+    labels = {label for label in labels if not label.endswith("-quiz")}  # tested below
     assert labels - {"ch7-ex-depth"} == set(WRONG)
     for label, wrong in WRONG.items():
         assert len(wrong) >= 2, label
@@ -312,3 +313,36 @@ def test_a_wrong_solution_fails_its_check(label, why):
             _run(answer, visible, label)
     with pytest.raises(Exception):  # noqa: B017
         _run(answer, check, label)  # ...and fails the whole check
+
+
+# The quick checks at the end of every chapter: the master's answers get every point, and each
+# answer changed alone costs exactly its point.
+QUIZZES = [f"ch{p.stem[1]}-quiz" for p in sorted((ROOT / "notebooks").glob("0[0-9]_*.ipynb"))]
+
+
+def _answers(label: str) -> dict:
+    answers, _ = _cells(label)
+    ns: dict = {}
+    exec(answers, ns)  # the solution's assignment line
+    return {q: ns[q] for q in sorted(ns) if q.startswith("q")}
+
+
+def _mark(label: str, answers: dict) -> int:
+    _, check = _cells(label)
+    head, _, last = check.rpartition("quiz(")  # the check ends with the quiz(...) call
+    ns = dict(answers)
+    exec(head, ns)
+    return eval("quiz(" + last, ns)
+
+
+@pytest.mark.parametrize("label", QUIZZES)
+def test_quick_checks_give_a_point_per_right_answer(label, capsys):
+    answers = _answers(label)
+    assert 3 <= len(answers) <= 5
+    assert _mark(label, answers) == len(answers)
+    for question, answer in answers.items():
+        wrong = answer + 1 if isinstance(answer, int) else "z"
+        assert _mark(label, {**answers, question: wrong}) == len(answers) - 1, question
+    assert _mark(label, dict.fromkeys(answers)) == 0
+    printed = capsys.readouterr().out
+    assert "not right yet" in printed and "no answer yet" in printed

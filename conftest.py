@@ -17,7 +17,8 @@ def _printed_text(output: dict) -> str:
     """What the book shows as plain text for one output: a stream, or a text/plain
     representation that nothing richer replaces."""
     if output.get("output_type") == "stream":
-        return output.get("text", "")
+        # warnings on stderr: the book leaves them out (stderr_output: remove-warn)
+        return output.get("text", "") if output.get("name") != "stderr" else ""
     data = output.get("data", {})
     if "text/plain" in data and not RICH & set(data):
         text = data["text/plain"]

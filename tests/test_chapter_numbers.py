@@ -34,6 +34,7 @@ ALLOWED: dict[str, dict[str, str]] = {
     "01": {
         "40 minutes": "reading-time estimate in the frame",
         **dict.fromkeys(("5%", "40%"), "the scenes' object radii, a constant of the generator"),
+        "80%": "a quick check's made-up scenes, not a measurement",
     },
     "02": {
         "45 minutes": "reading-time estimate in the frame",

@@ -17,6 +17,7 @@ One idea per module:
 - :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
+- :mod:`fcnlib.modes`           eval mode for a while, each layer's own train/eval flag restored
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _SUBMODULES = frozenset(
         "infer",
         "metrics",
         "models",
+        "modes",
         "patchwise",
         "progress",
         "receptive_field",

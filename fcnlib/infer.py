@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fcnlib.modes import eval_mode
+
 __all__ = ["load_image", "predict", "save_label_png", "to_rgb"]
 
 
@@ -103,9 +105,7 @@ def predict(
         int64 labels on the CPU: ``(N, H, W)`` for a batch tensor, else a list of ``(H, W)``.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if isinstance(images, torch.Tensor) and images.dim() == 4:
             return torch.cat([
                 model(images[i : i + batch_size].to(device)).argmax(1).cpu()
@@ -123,8 +123,6 @@ def predict(
                 for i, lab in zip(chunk, labels, strict=True):
                     out[i] = lab
         return out
-    finally:
-        model.train(was_training)
 
 
 def save_label_png(label: torch.Tensor, path: str | Path) -> Path:

@@ -46,12 +46,13 @@ the gradient sits in a much smaller central *effective* field (Luo et al., 2016)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import torch
 from torch import nn
+
+from fcnlib.modes import eval_mode
 
 __all__ = [
     "CoordMap", "EmpiricalRF", "LayerRF", "chain_kernel_stride", "compose", "coord_map",
@@ -207,17 +208,6 @@ def _like(module: nn.Module) -> dict:
     return {} if p is None else {"device": p.device, "dtype": p.dtype}
 
 
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in module.modules()]  # submodules may differ; restore each
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
 def _units(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """Leaves and parallel blocks (not their insides), with qualified names, in pre-order."""
 
@@ -267,7 +257,7 @@ def _layers(
     ]
     x = torch.zeros(1, _in_channels(module, in_channels), *_pair(input_size), **_like(module))
     try:
-        with torch.no_grad(), _eval_mode(module):
+        with torch.no_grad(), eval_mode(module):
             module(x)
     except RuntimeError as e:
         raise RuntimeError(
@@ -513,7 +503,7 @@ def empirical_receptive_field(
     g = torch.Generator().manual_seed(seed)
     shape = (n_samples, _in_channels(module, in_channels), *_pair(input_size))
     x = torch.randn(shape, generator=g).to(**_like(module)).requires_grad_()
-    with _eval_mode(module), torch.enable_grad():
+    with eval_mode(module), torch.enable_grad():
         out = module(x)
         if out.dim() != 4:
             raise ValueError(f"expected a (N, C, H, W) output, got shape {tuple(out.shape)}")

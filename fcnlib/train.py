@@ -61,6 +61,7 @@ from fcnlib.distributed import (
     wrap_ddp,
 )
 from fcnlib.metrics import ConfusionMatrix, Scores
+from fcnlib.modes import eval_mode
 from fcnlib.progress import progress_bar, tqdm
 from fcnlib.recipes import (
     _CHOICES,
@@ -621,20 +622,14 @@ def evaluate(
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     device = torch.device(device)
     _check_on_device(model, device)
-    modes = [(m, m.training) for m in model.modules()]
     matrix = ConfusionMatrix(n_classes, ignore_index=ignore_index)
-    model.eval()
-    try:
-        with torch.inference_mode():
-            batches = progress_bar(loader, desc="eval", disable=not progress, leave=False)
-            for images, labels in batches:
-                images, labels = batch_to(images, labels, device, channels_last=channels_last)
-                with autocast_context(device, amp):
-                    logits = model(images)  # (N, C, H, W)
-                matrix.update(logits.argmax(1), labels)
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with eval_mode(model), torch.inference_mode():
+        batches = progress_bar(loader, desc="eval", disable=not progress, leave=False)
+        for images, labels in batches:
+            images, labels = batch_to(images, labels, device, channels_last=channels_last)
+            with autocast_context(device, amp):
+                logits = model(images)  # (N, C, H, W)
+            matrix.update(logits.argmax(1), labels)
     if all_reduce:
         matrix.matrix = matrix.matrix.to(device)  # NCCL needs it on the GPU, even if no batch ran
         matrix.all_reduce_()

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fcnlib.modes import eval_mode
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -573,15 +575,13 @@ def _traced(
 
     hooks = [m.register_forward_hook(record(name)) for name, m in layers.items()]
     weight = next(net.parameters())
-    was_training = net.training
     try:
-        net.eval()  # batch norm on a 1 x 1 map needs its running statistics
-        with torch.no_grad():
+        # batch norm on a 1 x 1 map needs its running statistics
+        with eval_mode(net), torch.no_grad():
             out = (call or net)(torch.zeros(*shape, device=weight.device, dtype=weight.dtype))
     finally:
         for hook in hooks:
             hook.remove()
-        net.train(was_training)
     return out, shapes
 
 

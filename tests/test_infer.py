@@ -45,6 +45,15 @@ def test_predict_restores_training_mode(net):
     net.eval()
 
 
+def test_predict_leaves_a_frozen_batch_norm_frozen(net):
+    # fine-tuning with frozen statistics: the net trains, its BatchNorm does not
+    model = torch.nn.Sequential(net, torch.nn.BatchNorm2d(4)).train()
+    model[1].eval()
+    predict(model, torch.rand(1, 3, 32, 32))
+    assert model.training and net.training and not model[1].training
+    net.eval()
+
+
 def test_load_image_round_trip(tmp_path):
     rgba = torch.randint(0, 256, (4, 9, 11), dtype=torch.uint8)
     Image.fromarray(rgba.permute(1, 2, 0).numpy(), mode="RGBA").save(tmp_path / "x.png")

@@ -320,6 +320,25 @@ def test_pipeline_sizes_are_the_nets(size):
     _no_text_overlaps(fig)
 
 
+@pytest.mark.parametrize(
+    "draw", [draw_fusion_graph, draw_pipeline, draw_crop_geometry, draw_fc_to_conv]
+)
+def test_figure_helpers_give_every_layer_its_own_mode_back(draw):
+    # a net fine-tuned with one layer frozen in eval mode (as a frozen BatchNorm is)
+    if draw is draw_fc_to_conv:
+        net = build_classifier("tiny_vgg")
+        frozen = net.classifier[0]
+    else:
+        builder = fcn8s if draw is draw_fusion_graph else fcn32s
+        net = builder("tiny_vgg", n_classes=4)
+        frozen = net.score_fr
+    net.train()
+    frozen.eval()
+    draw(net, size=96)
+    assert net.training and not frozen.training
+    assert sum(not m.training for m in net.modules()) == 1
+
+
 def test_pipeline_refuses_skips_and_draws_into_axes():
     with pytest.raises(ValueError, match="draw_fusion_graph"):
         draw_pipeline(fcn8s("tiny_vgg"))

@@ -14,6 +14,7 @@ One idea per module:
 - :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch, filter rarefaction
 - :mod:`fcnlib.viz`             palettes, overlays, figure helpers
 - :mod:`fcnlib.train`           recipes, loss, training loop, evaluation, checkpoints
+- :mod:`fcnlib.precision`       mixed precision: amp resolved once per run, recorded, kept on resume
 - :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
@@ -44,6 +45,7 @@ _SUBMODULES = frozenset(
         "models",
         "modes",
         "patchwise",
+        "precision",
         "progress",
         "receptive_field",
         "recipes",

@@ -246,7 +246,7 @@ def bench_throughput(
     """
     from fcnlib.config import pick_device
     from fcnlib.models import fcn8s
-    from fcnlib.train import _cuda_has_native_bf16
+    from fcnlib.precision import cuda_has_native_bf16
 
     if mode not in ("train", "infer", "both"):
         raise ValueError(f"mode must be 'train', 'infer' or 'both', got {mode!r}")
@@ -254,7 +254,7 @@ def bench_throughput(
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     amp_dtype = torch.bfloat16 if dev.type == "cpu" else torch.float16
-    if cuda and _cuda_has_native_bf16(dev):  # capability >= 8.0; a T4 only emulates bf16
+    if cuda and cuda_has_native_bf16(dev):  # capability >= 8.0; a T4 only emulates bf16
         amp_dtype = torch.bfloat16
     variants = [("fp32, align='caffe' (pad 100 + crop)", False, None),
                 ("fp32", False, None), ("channels_last", True, None),
@@ -484,7 +484,7 @@ def bench_pipeline(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         backbone: a key of :data:`fcnlib.backbones.BACKBONES` (default ``"vgg16"`` on CUDA,
             else ``"tiny_vgg"``).
-        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"off"`` (:func:`fcnlib.train.resolve_amp`).
+        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"off"`` (:func:`fcnlib.precision.resolve_amp`).
         channels_last: NHWC layout (default: on CUDA only).
         n_classes: output classes (VOC's 21).
         compact: workers hand over uint8 images and labels, converted to float32 / int64 on
@@ -501,14 +501,13 @@ def bench_pipeline(
     from fcnlib import voc
     from fcnlib.config import describe_device, pick_device
     from fcnlib.models import fcn
+    from fcnlib.precision import make_grad_scaler, resolve_amp
     from fcnlib.train import (
         _collate,
         _loader,
         batch_to,
-        make_grad_scaler,
         make_optimizer,
         prepare_model,
-        resolve_amp,
         stage_recipe,
         train_one_epoch,
     )
@@ -900,7 +899,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--amp",
         choices=["auto", "bf16", "fp16", "off"],
         default="auto",
-        help="mixed precision (fcnlib.train.resolve_amp; default auto)",
+        help="mixed precision (fcnlib.precision.resolve_amp; default auto)",
     )
     pipe.add_argument(
         "--float-handover",

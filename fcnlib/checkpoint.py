@@ -72,12 +72,15 @@ def save_checkpoint(
     config: TrainConfig,
     history: Sequence[dict[str, Any]],
     extra: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Write a checkpoint atomically: a crash mid-write never loses the previous one.
 
     Tensors and plain Python values only (config as a dict, history as a list of dicts, random
     states as tensors), so :func:`load_checkpoint` can use ``torch.load(weights_only=True)``.
-    ``epoch`` counts the completed epochs; ``extra`` must hold plain values too.
+    ``epoch`` counts the completed epochs; ``extra`` must hold plain values too. ``precision``
+    is the one the run computed in (:func:`fcnlib.precision.precision_name`: ``config.amp``
+    as resolved on the machine that ran it); None where unknown.
     """
     path = Path(path)
     state = {
@@ -92,6 +95,7 @@ def save_checkpoint(
         "scaler": None if scaler is None else scaler.state_dict(),
         "rng": _rng_state(),
         "extra": dict(extra or {}),
+        "precision": precision,
     }
     return atomic_torch_save(state, path)
 

@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fcnlib.precision import AMP_CHOICES
+
 __all__ = [
     "FAST_IMAGENET",
     "PAPER_LR",
@@ -30,7 +32,7 @@ _CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "loss_reduction": ("mean", "sum"),
     "schedule": ("fixed", "poly", "cosine", "onecycle"),
-    "amp": ("auto", "bf16", "fp16", "off"),
+    "amp": AMP_CHOICES,
 }
 
 

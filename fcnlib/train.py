@@ -27,7 +27,6 @@ here knows about patches: a model maps ``(N, 3, H, W)`` images to ``(N, C, H, W)
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -62,9 +61,15 @@ from fcnlib.distributed import (
 )
 from fcnlib.metrics import ConfusionMatrix, Scores
 from fcnlib.modes import eval_mode
+from fcnlib.precision import (
+    autocast_context,
+    make_grad_scaler,
+    precision_dtype,
+    precision_name,
+    resolve_amp,
+)
 from fcnlib.progress import progress_bar, tqdm
 from fcnlib.recipes import (
-    _CHOICES,
     FAST_IMAGENET,
     PAPER_LR,
     RECIPES,
@@ -306,87 +311,7 @@ def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
     return weights.float()
 
 
-# ----------------------------------------------------------------------------- device and AMP
-
-
-def _cuda_has_native_bf16(device: torch.device | str = "cuda") -> bool:
-    """True on CUDA GPUs of compute capability 8.0 or newer (Ampere on), whose tensor cores do bf16.
-
-    ``torch.cuda.is_bf16_supported()`` is not the test: it also counts emulation, so it says True
-    on a Tesla T4 (capability 7.5, Colab's free GPU), where bf16 runs emulated and slow while its
-    tensor cores do fp16. ``device`` may name an index (``"cuda:1"``); without one, the current
-    device is asked.
-    """
-    return torch.cuda.get_device_capability(torch.device(device).index) >= (8, 0)
-
-
-_CPU_BF16_ENV = "FCN_CPU_BF16"
-
-
-def _cpu_bf16_override() -> bool | None:
-    """``FCN_CPU_BF16``: "1" -> True, "0" -> False, unset or empty -> None (float32)."""
-    value = os.environ.get(_CPU_BF16_ENV, "").strip()
-    if not value:
-        return None
-    if value not in ("0", "1"):
-        raise ValueError(
-            f"{_CPU_BF16_ENV} must be '1' (bf16), '0' (float32) or unset/empty (float32), "
-            f"got {value!r}"
-        )
-    return value == "1"
-
-
-def resolve_amp(device: torch.device | str, amp: str) -> torch.dtype | None:
-    """The autocast dtype that ``amp`` means on ``device``, or None for float32.
-
-    "auto" picks the precision the hardware computes natively:
-
-    * CUDA: bf16 on GPUs of compute capability >= 8.0 (Ampere and later), else fp16 (with a
-      GradScaler, see :func:`make_grad_scaler`). The capability of ``device``'s own index is
-      asked. ``torch.cuda.is_bf16_supported()`` is not used: it counts emulation, so it is True
-      on a Tesla T4 (7.5, Colab's free GPU), which emulates bf16 while its tensor cores do fp16.
-    * CPU: float32. bf16 autocast was measured slower than float32 for the course's nets on
-      every CPU tried, those with Intel's AMX tiles included (FCN-32s and FCN-8s on the lab
-      bench, 2 threads: 1.5x slower per epoch; Chapter 5 in 864 s against 346 s), and
-      a result that depended on which CPU ran it would be worse still. The environment variable
-      ``FCN_CPU_BF16`` = "1" makes "auto" pick bf16 on the CPU (the tests use it to run a
-      chapter on the bf16 path), "0" or unset/empty keeps float32; any other value raises
-      ValueError.
-    * Anything else (MPS included): off.
-
-    "bf16"/"fp16" force a dtype and "off" disables, on any device and whatever ``FCN_CPU_BF16``
-    says.
-    """
-    device = torch.device(device)
-    if amp not in _CHOICES["amp"]:
-        raise ValueError(f"amp must be one of {_CHOICES['amp']}, got {amp!r}")
-    if amp == "off":
-        return None
-    if amp != "auto":
-        return torch.bfloat16 if amp == "bf16" else torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if _cuda_has_native_bf16(device) else torch.float16
-    if device.type == "cpu":
-        return torch.bfloat16 if _cpu_bf16_override() else None
-    return None
-
-
-def autocast_context(device: torch.device | str, amp: str) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``amp`` on ``device`` (see :func:`resolve_amp`), or a no-op."""
-    dtype = resolve_amp(device, amp)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtype)
-
-
-def make_grad_scaler(device: torch.device | str, amp: str) -> torch.amp.GradScaler | None:
-    """A GradScaler when ``amp`` resolves to fp16 (its gradients underflow); else None.
-
-    So "auto" on a CUDA GPU below compute capability 8.0 (a T4) gets one; bf16 needs none.
-    """
-    if resolve_amp(device, amp) != torch.float16:
-        return None
-    return torch.amp.GradScaler(torch.device(device).type)
+# ----------------------------------------------------------------------------- device
 
 
 def prepare_model(
@@ -523,6 +448,7 @@ def train_one_epoch(
             "balanced_class_weights(counts), or use fit(), which counts the training labels"
         )
     weights = config.class_weights if class_weights is None else class_weights
+    dtype = resolve_amp(device, config.amp)  # once, not per batch
     # a disabled scaler is a no-op wrapper around backward/step: one code path for all dtypes
     if scaler is None:
         scaler = torch.amp.GradScaler(device.type, enabled=False)
@@ -538,7 +464,7 @@ def train_one_epoch(
         bar = progress
     for images, labels in loader:
         images, labels = batch_to(images, labels, device, channels_last=config.channels_last)
-        with autocast_context(device, config.amp):
+        with autocast_context(device, dtype):
             logits = model(images)  # (N, C, H, W)
         loss = segmentation_loss(
             logits,
@@ -605,7 +531,7 @@ def evaluate(
     *,
     n_classes: int,
     device: torch.device | str | None = None,
-    amp: str = "off",
+    amp: str | torch.dtype | None = "off",
     channels_last: bool = False,
     ignore_index: int = 255,
     progress: bool = False,
@@ -614,7 +540,8 @@ def evaluate(
     """The paper's metrics over ``loader``, from one confusion matrix kept on ``device``.
 
     ``device`` defaults to the model's. The model runs in eval mode under inference_mode; each
-    submodule's train/eval flag is restored afterwards. With ``all_reduce`` every process of a
+    submodule's train/eval flag is restored afterwards. ``amp`` is an ``amp`` setting or a
+    dtype already resolved (None: float32). With ``all_reduce`` every process of a
     torch.distributed group scores its own shard of the data (one that does not repeat images,
     e.g. :class:`fcnlib.distributed.ShardSampler`) and the confusion matrices are summed.
     """
@@ -623,11 +550,12 @@ def evaluate(
     device = torch.device(device)
     _check_on_device(model, device)
     matrix = ConfusionMatrix(n_classes, ignore_index=ignore_index)
+    dtype = resolve_amp(device, amp) if isinstance(amp, str) else amp  # once, not per batch
     with eval_mode(model), torch.inference_mode():
         batches = progress_bar(loader, desc="eval", disable=not progress, leave=False)
         for images, labels in batches:
             images, labels = batch_to(images, labels, device, channels_last=channels_last)
-            with autocast_context(device, amp):
+            with autocast_context(device, dtype):
                 logits = model(images)  # (N, C, H, W)
             matrix.update(logits.argmax(1), labels)
     if all_reduce:
@@ -742,8 +670,16 @@ def resume_conflicts(saved: TrainConfig | dict[str, Any], config: TrainConfig) -
     return {k: (old[k], new[k]) for k in new if old[k] != new[k] and k not in RESUMABLE}
 
 
-def _resume_state(path: Path, resume: bool, config: TrainConfig, extra: dict | None) -> dict | None:
-    """The checkpoint to continue, or None for a new run; refuses what cannot be honoured."""
+def _resume_state(
+    path: Path, resume: bool, config: TrainConfig, extra: dict | None, precision: str
+) -> dict | None:
+    """The checkpoint to continue, or None for a new run; refuses what cannot be honoured.
+
+    ``precision`` is what ``config.amp`` means here. A run keeps the precision it was started
+    in: its ``amp`` setting may change only to one that means the same precision here (a run
+    started with "auto" on a GPU with bf16 continues on a T4 with amp="bf16"), and "auto" that
+    means something else here is refused. (A checkpoint that records no precision keeps its
+    ``amp`` setting instead.)"""
     if not path.exists():
         return None
     state = load_checkpoint(path)  # a file that is not a checkpoint is an error, never replaced
@@ -755,6 +691,16 @@ def _resume_state(path: Path, resume: bool, config: TrainConfig, extra: dict | N
             "(or delete the file) to start a new run"
         )
     conflicts = resume_conflicts(state["config"], config)
+    saved_precision = state.get("precision")
+    if saved_precision is not None:
+        conflicts.pop("amp", None)  # the setting may change; what it means here may not
+        if saved_precision != precision:
+            keep = "off" if saved_precision == "float32" else saved_precision
+            raise ValueError(
+                f"cannot resume {path}: it was trained in {saved_precision}, and amp="
+                f"{config.amp!r} means {precision} here. Pass amp={keep!r} to continue in "
+                f"{saved_precision}, or start a new run with another checkpoint path"
+            )
     if config.epochs < done:
         conflicts["epochs"] = (done, config.epochs)
     if conflicts:
@@ -842,8 +788,10 @@ def fit(
             "without training it, call evaluate(model, loader, n_classes=...)"
         )
     path = None if checkpoint is None else Path(checkpoint)
-    state = None if path is None else _resume_state(path, resume, config, extra)
     device = pick_device(device)
+    # the run's precision, decided once here and recorded in every checkpoint
+    precision = precision_name(resolve_amp(device, config.amp))
+    state = None if path is None else _resume_state(path, resume, config, extra, precision)
     train_set = _as_dataset(train_data, "train_data")
     val_set = None if val_data is None else _as_dataset(val_data, "val_data")
     distributed = is_distributed()
@@ -856,7 +804,7 @@ def fit(
     sampler = DistributedSampler(train_set, seed=config.seed * 1000) if distributed else None
     share = len(train_set) if sampler is None else len(sampler)
     steps_per_epoch = math.ceil(share / config.batch_size)
-    scaler = make_grad_scaler(device, config.amp)
+    scaler = make_grad_scaler(device, precision_dtype(precision))
     weights = None
     if config.class_weights == "balanced":
         weights = balanced_class_weights(_label_counts(train_set, config, n_classes))
@@ -941,7 +889,7 @@ def fit(
                     val_loader,
                     n_classes=n_classes,
                     device=device,
-                    amp=config.amp,
+                    amp=precision_dtype(precision),
                     channels_last=config.channels_last,
                     ignore_index=config.ignore_index,
                     all_reduce=distributed,
@@ -956,7 +904,7 @@ def fit(
             bar.set_postfix(shown)
             if record_run:
                 save = dict(epoch=epoch + 1, step=step, config=config, history=history,
-                            extra=extra)  # fmt: skip
+                            extra=extra, precision=precision)  # fmt: skip
                 save_checkpoint(path, **objects, **save)
                 if record.get("mean_iu", -math.inf) > best:  # nan compares False: not best
                     best = record["mean_iu"]

@@ -153,6 +153,46 @@ def test_other_changes_on_resume_are_refused(tmp_path):
     assert resume_conflicts(config().to_dict(), config(epochs=9, lr=1.0, num_workers=2)) == {}
 
 
+def test_a_resumed_run_keeps_the_precision_it_was_trained_in(tmp_path, monkeypatch):
+    # amp="auto" is float32 on this CPU; FCN_CPU_BF16=1 stands in for a machine where "auto"
+    # means bf16 (a GPU of compute capability 8 or more)
+    monkeypatch.delenv("FCN_CPU_BF16", raising=False)
+    path = tmp_path / "c.pt"
+    run(path, config(amp="auto", epochs=1))
+    assert load_checkpoint(path)["precision"] == "float32"
+    assert load_checkpoint(tmp_path / "c.best.pt")["precision"] == "float32"
+    monkeypatch.setenv("FCN_CPU_BF16", "1")
+    message = r"trained in float32, and amp='auto' means bf16 here\. Pass amp='off'"
+    with pytest.raises(ValueError, match=message):
+        run(path, config(amp="auto", epochs=2), resume=True)
+    assert load_checkpoint(path)["epoch"] == 1
+    # the setting may change where it keeps the precision, and the record says what ran
+    run(path, config(amp="off", epochs=2), resume=True)
+    state = load_checkpoint(path)
+    assert (state["epoch"], state["precision"], state["config"]["amp"]) == (2, "float32", "off")
+    # a bf16 run: its precision recorded, and kept by a resume that forces it
+    bf16 = tmp_path / "bf16.pt"
+    run(bf16, config(amp="auto", epochs=1))
+    assert load_checkpoint(bf16)["precision"] == "bf16"
+    monkeypatch.delenv("FCN_CPU_BF16")
+    with pytest.raises(ValueError, match=r"trained in bf16.*means float32 here.*amp='bf16'"):
+        run(bf16, config(amp="auto", epochs=2), resume=True)
+    run(bf16, config(amp="bf16", epochs=2), resume=True)
+    assert load_checkpoint(bf16)["precision"] == "bf16"
+
+
+def test_a_checkpoint_without_a_recorded_precision_keeps_its_amp_setting(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config(amp="off", epochs=1))
+    state = load_checkpoint(path)
+    del state["precision"]  # as written before precisions were recorded
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"amp 'off' -> 'auto'"):
+        run(path, config(amp="auto", epochs=2), resume=True)
+    run(path, config(amp="off", epochs=2), resume=True)
+    assert load_checkpoint(path)["precision"] == "float32"
+
+
 def test_extra_is_compared_on_resume(tmp_path):
     path = tmp_path / "c.pt"
     run(path, config(epochs=1), extra={"size": 64})

@@ -234,6 +234,7 @@ def _read_depth(path: Path) -> torch.Tensor:
 def _joint(transforms: Transforms | None) -> Transforms | None:
     # PairTransform insists on RGB images and (H, W) labels; the v2 pipeline inside it works on
     # any number of image channels and on (K, H, W) labels, which RGB-D and two-task items need.
+    # Its compact flag is kept by the dataset (_Pairs.compact).
     return transforms.pipeline if isinstance(transforms, PairTransform) else transforms
 
 
@@ -247,6 +248,8 @@ class _Pairs(Dataset):
     def __init__(self, ids: list[str], transforms: Transforms | None, lists: list[Path]) -> None:
         self.ids = ids
         self.transforms = _joint(transforms)
+        # PairTransform(compact=True): items as decoded, converted on the device (batch_to)
+        self.compact = bool(getattr(transforms, "compact", False))
         self._lists = lists  # the split lists the ids came from, named in errors
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
@@ -294,9 +297,11 @@ class _Pairs(Dataset):
         image, label = self._load(self.ids[index])
         if self.transforms is not None:
             image, label = self.transforms(image, label)
-        image = TF.to_dtype(torch.as_tensor(image), torch.float32, scale=True)
-        label = torch.as_tensor(label).as_subclass(torch.Tensor).long()
-        return image.as_subclass(torch.Tensor), label
+        image = torch.as_tensor(image).as_subclass(torch.Tensor)
+        label = torch.as_tensor(label).as_subclass(torch.Tensor)
+        if self.compact:  # as decoded: fcnlib.train.batch_to converts on the device
+            return image, label
+        return TF.to_dtype(image, torch.float32, scale=True), label.long()
 
     def __repr__(self) -> str:
         return (

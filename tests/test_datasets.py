@@ -125,6 +125,24 @@ def test_siftflow_batches_with_the_voc_training_transform(tmp_path, siftflow):
     assert set(geometric.unique().tolist()) <= {0, 1, 2, 255}
 
 
+def test_siftflow_compact_items_are_as_decoded_and_batch_to_the_float_ones(tmp_path, siftflow):
+    from fcnlib.train import batch_to
+
+    def first(compact):
+        data = ds.SIFTFlow("trainval", root=tmp_path, task="both",
+                           transforms=voc.train_transform(crop=40, compact=compact))  # fmt: skip
+        torch.manual_seed(0)
+        return next(iter(DataLoader(data, batch_size=3)))
+
+    images, semantic, geometric = first(compact=True)
+    assert images.dtype == semantic.dtype == geometric.dtype == torch.uint8
+    floats = first(compact=False)
+    assert floats[0].dtype == torch.float32 and floats[1].dtype == torch.int64
+    for label, want in ((semantic, floats[1]), (geometric, floats[2])):
+        x, y = batch_to(images, label, "cpu")
+        assert torch.equal(x, floats[0]) and torch.equal(y, want)
+
+
 # --------------------------------------------------------------------------------------------
 # NYUDv2
 # --------------------------------------------------------------------------------------------

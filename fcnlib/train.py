@@ -322,6 +322,9 @@ def prepare_model(
     ``torch.compile`` is optional: the first steps are slow while it compiles (minutes on a CPU),
     later ones faster. With ``ddp`` the model is wrapped in DistributedDataParallel (before
     compiling, as PyTorch recommends). Checkpoints always store the original model's weights.
+
+    On CUDA it also sets ``torch.backends.cudnn.benchmark``, a process-wide flag, to
+    ``config.cudnn_benchmark``: the caller puts it back when done, as :func:`fit` does.
     """
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
@@ -798,6 +801,7 @@ def fit(
     main = is_main_process()
     label = progress if isinstance(progress, str) else "training"
     progress = progress is not False and main
+    cudnn_benchmark = torch.backends.cudnn.benchmark  # given back when the run ends
     runner = prepare_model(model, config=config, device=device, ddp=distributed)
     optimizer = make_optimizer(model, config)
     # each rank's share of an epoch, padded by DistributedSampler to the same length everywhere
@@ -915,6 +919,7 @@ def fit(
             if path is not None:
                 barrier()  # the other ranks wait until the files are complete
     finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         bar.close()
         if board is not None:
             board.close()

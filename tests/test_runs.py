@@ -193,6 +193,24 @@ def test_a_checkpoint_without_a_recorded_precision_keeps_its_amp_setting(tmp_pat
     assert load_checkpoint(path)["precision"] == "float32"
 
 
+@pytest.mark.parametrize("before", [False, True])
+def test_fit_gives_the_cudnn_benchmark_flag_back(tmp_path, monkeypatch, before):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", before)
+    real = train.prepare_model
+
+    def as_on_cuda(model, *, config, device, ddp=False):
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark  # what it does on CUDA
+        return real(model, config=config, device=device, ddp=ddp)
+
+    monkeypatch.setattr(train, "prepare_model", as_on_cuda)
+    seen = []
+    model = net()
+    model.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.benchmark))
+    run(tmp_path / "c.pt", config(epochs=1, cudnn_benchmark=not before), model=model)
+    assert seen and set(seen) == {not before}  # the run's own setting while it ran
+    assert torch.backends.cudnn.benchmark is before
+
+
 def test_extra_is_compared_on_resume(tmp_path):
     path = tmp_path / "c.pt"
     run(path, config(epochs=1), extra={"size": 64})

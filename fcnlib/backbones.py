@@ -495,20 +495,36 @@ def _blob(name: str, recipe: _PretrainRecipe, net: nn.Module, val_accuracy: floa
     }
 
 
+_BLOB_KEYS = frozenset({"key", "digest", "state_dict", "val_accuracy"})
+
+
 def _read_weights(path: Path, name: str, key: str) -> tuple[nn.Module | None, str]:
-    """The net stored at ``path``, or None and what is wrong with the file."""
+    """The net stored at ``path``, or None and what is wrong with the file.
+
+    Only a file that is damaged, of another kind, or made by another recipe or architecture is
+    "unusable"; any other exception (a bug, a full disk, an interrupt) propagates, so that it is
+    never mistaken for a stale file and answered by a silent retraining.
+    """
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("key") != key:
-            return None, "it was made by another recipe"
-        if _state_digest(blob["state_dict"]) != blob.get("digest"):
-            return None, "its weights do not match their checksum"
-        net = TinyVGG(**_spec(name).kwargs)
-        net.load_state_dict(blob["state_dict"])
-        net.val_accuracy = float(blob["val_accuracy"])
-        return net.eval(), ""
-    except Exception as e:  # truncated, not a checkpoint at all, or another architecture
+    except (EOFError, RuntimeError, pickle.UnpicklingError) as e:  # truncated, or not torch's
         return None, f"it could not be read ({type(e).__name__}: {e})"
+    if not isinstance(blob, dict) or not blob.keys() >= _BLOB_KEYS:
+        return None, f"it is not a weights file of fcnlib's (a dict with {sorted(_BLOB_KEYS)})"
+    if blob["key"] != key:
+        return None, "it was made by another recipe"
+    state = blob["state_dict"]
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        return None, "its state_dict is not a dict of tensors"
+    if _state_digest(state) != blob["digest"]:
+        return None, "its weights do not match their checksum"
+    net = TinyVGG(**_spec(name).kwargs)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:  # missing, unexpected or differently shaped weights
+        return None, f"its weights do not fit {name}'s architecture ({e})"
+    net.val_accuracy = float(blob["val_accuracy"])
+    return net.eval(), ""
 
 
 def _load_shipped(name: str) -> nn.Module:

@@ -184,6 +184,30 @@ def test_damaged_or_stale_cache_is_rebuilt_not_loaded(tmp_path, damage):  # non-
     assert torch.load(path, weights_only=True)["digest"] == good["digest"]
 
 
+def test_an_error_that_is_not_the_files_is_raised_not_answered_by_retraining(tmp_path, monkeypatch):
+    pretrained_classifier("tiny_vgg", cache=tmp_path, recipe=TINY, progress=False)
+
+    def broken(**kwargs):  # a bug in the code that rebuilds the net, not in the file
+        raise TypeError("TinyVGG() got an unexpected keyword argument")
+
+    monkeypatch.setattr(backbones, "TinyVGG", broken)
+    monkeypatch.setattr(backbones, "_train_lab_classifier", _no_training)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        pretrained_classifier("tiny_vgg", cache=tmp_path, recipe=TINY, progress=False)
+
+
+def test_a_file_of_another_kind_or_architecture_is_unusable_with_the_reason(tmp_path):
+    path = tmp_path / "w.pt"
+    key = backbones._recipe_key("tiny_vgg", TINY)
+    torch.save([1, 2, 3], path)
+    assert backbones._read_weights(path, "tiny_vgg", key)[1].startswith("it is not a weights")
+    state = {"features.0.weight": torch.zeros(2, 3, 3, 3)}
+    blob = {"key": key, "digest": backbones._state_digest(state), "state_dict": state}
+    torch.save({**blob, "val_accuracy": 0.5}, path)
+    net, problem = backbones._read_weights(path, "tiny_vgg", key)
+    assert net is None and "do not fit tiny_vgg's architecture" in problem
+
+
 # ---------------------------------------------------------------------------- Caffe VGG16
 
 

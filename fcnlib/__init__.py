@@ -18,6 +18,7 @@ One idea per module:
 - :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
+- :mod:`fcnlib.system`          the machine: CPU model and bf16 flags, cores, intra-op threads
 - :mod:`fcnlib.modes`           eval mode for a while, each layer's own train/eval flag restored
 """
 
@@ -49,6 +50,7 @@ _SUBMODULES = frozenset(
         "progress",
         "receptive_field",
         "recipes",
+        "system",
         "train",
         "upsample",
         "viz",

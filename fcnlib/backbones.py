@@ -39,11 +39,9 @@ torch.Size([2, 6])
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pickle
-import platform
 import warnings
 from dataclasses import asdict, dataclass, field
 from http.client import HTTPException
@@ -55,6 +53,7 @@ from torch import nn
 
 from fcnlib._io import atomic_torch_save
 from fcnlib.config import cache_dir
+from fcnlib.system import cpu_model, torch_threads
 
 __all__ = [
     "BACKBONES",
@@ -413,23 +412,7 @@ def _state_digest(state: dict[str, torch.Tensor]) -> str:
 
 def _machine() -> str:
     """The CPU that ran a pre-training, for the record kept with the weights."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu} (CPU, {_PRETRAIN_THREADS} threads)"
-
-
-@contextlib.contextmanager
-def _cpu_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return f"{cpu_model()} (CPU, {_PRETRAIN_THREADS} threads)"
 
 
 def _train_lab_classifier(
@@ -444,7 +427,7 @@ def _train_lab_classifier(
     spec = _spec(name)
     size = spec.native_size
     # devices=[]: nothing runs on a GPU, so only the CPU generator is saved and restored
-    with torch.random.fork_rng(devices=[]), _cpu_threads(_PRETRAIN_THREADS):
+    with torch.random.fork_rng(devices=[]), torch_threads(_PRETRAIN_THREADS):
         gen = torch.Generator().manual_seed(recipe.seed)
         torch.default_generator.manual_seed(recipe.seed)  # initial weights and dropout
         net = TinyVGG(**spec.kwargs)

@@ -32,7 +32,6 @@ import argparse
 import gc
 import math
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -48,6 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 
 from fcnlib.data import ShapesDataset
+from fcnlib.system import cpu_cores, cpu_description, torch_threads
 
 __all__ = [
     "OFFICIAL_SCHEDULE",
@@ -172,25 +172,6 @@ def bench_stitch(*, size: int = 128, factors=(2, 4, 8), device: str = "auto") ->
         x = torch.rand(1, 3, size, size, device=dev)
         rows.append({"f": f, **compare_costs(net, x, f)})
     return rows
-
-
-def _cpu_name() -> str:
-    """The CPU's model name where the OS says it (``platform.processor()`` is often empty),
-    with its bf16 instructions (AVX-512-BF16, AMX), which decide whether CPU autocast pays."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
-    return f"{name} ({', '.join(bf16)})" if bf16 else name
 
 
 def _free(device: torch.device) -> None:
@@ -355,13 +336,6 @@ OFFICIAL_SCHEDULE = {
 _WINDOW_S = 0.5  # seconds of steps per timed window when bench_pipeline chooses the steps
 
 
-def _cpu_cores() -> int:
-    """The cores this process may run on (the affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _default_workers(cores: int) -> tuple[int, ...]:
     """0, then 2, 4, 8, ... up to ``cores``, and ``cores`` itself: (0, 2) on two cores."""
     counts, w = [0], 2
@@ -515,7 +489,7 @@ def bench_pipeline(
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     defaults = _pipeline_defaults(dev)
-    cores = _cpu_cores()
+    cores = cpu_cores()
     images = defaults["images"] if images is None else int(images)
     h, w = _image_size(defaults["size"] if size is None else size)
     crop = defaults["crop"] if crop is None else int(crop)
@@ -549,7 +523,7 @@ def bench_pipeline(
     precision = "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
     out: dict = {
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_description(),
             "cores": cores,
             "device": describe_device(dev),
             "torch": torch.__version__,
@@ -629,9 +603,7 @@ def bench_pipeline(
             return _loader(ds, config, dev, seed=seed, shuffle=True, sampler=sampler)
 
         # the CPU cost of one item, in this process, on one thread
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             n_items = min(len(ds), 32)
             ds[0]
             times = []
@@ -639,8 +611,6 @@ def bench_pipeline(
                 t0 = time.perf_counter()
                 ds[i]
                 times.append(time.perf_counter() - t0)
-        finally:
-            torch.set_num_threads(threads)
         out["item_ms"] = item_ms = 1000 * statistics.median(times)
         say(
             f"one item (dataset[i] in this process on 1 thread, median of {n_items}): "
@@ -921,7 +891,7 @@ def run(args: argparse.Namespace) -> None:
     dev = pick_device(args.device)
     cuda = dev.type == "cuda"
     print(
-        f"{_cpu_name()} | {describe_device(dev)} | torch {torch.__version__}"
+        f"{cpu_description()} | {describe_device(dev)} | torch {torch.__version__}"
         + (f" | CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if cuda else "")
     )
     todo = ["data", "dense", "stitch", "throughput"] if args.what == "all" else [args.what]

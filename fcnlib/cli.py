@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from fcnlib import bench
+from fcnlib import bench, system
 
 __all__ = ["build_parser", "main"]
 
@@ -300,7 +300,7 @@ def _auto_workers(args: argparse.Namespace, device: torch.device) -> int:
         return args.workers
     if args.data != "voc" or device.type == "cpu":
         return 0
-    return min(8, max(1, bench._cpu_cores() - 1))
+    return min(8, max(1, system.cpu_cores() - 1))
 
 
 def _classes(args: argparse.Namespace) -> tuple[str, ...]:

@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from fcnlib.system import torch_threads
+
 __all__ = [
     "CLASSES",
     "GEO_CLASSES",
@@ -93,14 +95,8 @@ def _single_threaded(batch: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(batch)
     def run(*args: Any, **kwargs: Any) -> T:
-        threads = torch.get_num_threads()
-        if threads == 1:  # DataLoader workers, or a caller who chose one thread
+        with torch_threads(1):  # sets nothing in DataLoader workers or inside materialize
             return batch(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return batch(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     return run
 
@@ -497,10 +493,11 @@ class _SyntheticBase(Dataset):
         On the lab bench a split fits in memory; training from these tensors skips all per-item
         overhead.
         """
-        parts = [
-            self.batch(range(s, min(s + batch_size, self.length)))
-            for s in range(0, self.length, batch_size)
-        ]
+        with torch_threads(1):  # once for all the batches, not per batch
+            parts = [
+                self.batch(range(s, min(s + batch_size, self.length)))
+                for s in range(0, self.length, batch_size)
+            ]
         if not parts:
             raise ValueError("cannot materialise an empty dataset (length=0)")
         return tuple(torch.cat(field) for field in zip(*parts, strict=True))

@@ -16,6 +16,7 @@ from fcnlib.data import (
     ShapesClassification,
     ShapesDataset,
 )
+from fcnlib.system import torch_threads
 
 
 def test_item_types_and_shapes():
@@ -449,3 +450,16 @@ def test_scenes_do_not_depend_on_the_thread_count_and_leave_it_alone():
             assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_materialize_sets_the_thread_count_once_not_per_batch(monkeypatch):
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    before = torch.get_num_threads()
+    with torch_threads(2):  # a machine with several threads
+        calls.clear()
+        images, _ = ShapesDataset("train", size=16, length=10).materialize(batch_size=3)
+        assert len(images) == 10  # in 4 batches
+        assert calls == [1, 2]  # one thread for all the batches, then the caller's 2 back
+    assert torch.get_num_threads() == before

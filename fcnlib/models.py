@@ -480,7 +480,8 @@ def fcn(
         n_classes: segmentation classes, background included (void 255 is not a class).
         stride: 32 (FCN-32s), 16, 8, or 4 (one skip further, to show diminishing returns).
         pretrained: ImageNet weights (torchvision backbones; ``"vgg16_caffe"``: the original
-            Caffe VGG16 the paper used) or the cached lab-bench pre-training (lab backbones);
+            Caffe VGG16 the paper used) or the lab-bench pre-training (lab backbones: shipped
+            with fcnlib for ``"tiny_vgg"``, trained on first use and cached for the others);
             False gives random weights offline.
         align: ``"same"`` (padding-free, default) or ``"caffe"`` (pad 100 and crop).
         learnable_upsampling: learn the 2x upsampling layers (initialised to bilinear).

@@ -31,11 +31,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fcnlib import bench, system
+from fcnlib.system import cpu_cores
 
 __all__ = ["build_parser", "main"]
 
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--epochs",
-        type=bench._positive("--epochs"),
+        type=_positive("--epochs"),
         help="epochs in all (default 8; with --resume, the run's own, and a larger number "
         "extends the run)",
     )
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--batch-size",
-        type=bench._positive("--batch-size"),
+        type=_positive("--batch-size"),
         help="override the recipe's batch size",
     )
     train.add_argument(
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--crop",
-        type=bench._positive("--crop"),
+        type=_positive("--crop"),
         default=500,
         help="--data voc: random crop side; smaller images are padded with void, so 500 keeps "
         "every VOC image whole",
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmarks (numbers, not tests)",
         description="Print benchmark numbers; see fcnlib.bench.",
     )
-    bench.add_arguments(be)
+    _bench_arguments(be)
 
     da = sub.add_parser(
         "data",
@@ -262,18 +263,16 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "seg11valid (python -m fcnlib data fetch voc2011 / sbd first)",
     )
     p.add_argument("--root", type=Path, help="--data voc: data root (default $FCN_DATA)")
-    p.add_argument(
-        "--size", type=bench._positive("--size", 32), default=128, help="scene side in pixels"
-    )
+    p.add_argument("--size", type=_positive("--size", 32), default=128, help="scene side in pixels")
     p.add_argument(
         "--n-train",
-        type=bench._positive("--n-train"),
+        type=_positive("--n-train"),
         default=1024,
         help="lab-bench training scenes (default 1024)",
     )
     p.add_argument(
         "--n-val",
-        type=bench._positive("--n-val"),
+        type=_positive("--n-val"),
         default=128,
         help="lab-bench validation (or test) scenes (default 128)",
     )
@@ -294,7 +293,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _workers(text: str) -> int | None:
     """--workers: a count >= 0, or 'auto' (None, resolved by :func:`_auto_workers`)."""
-    return None if text == "auto" else bench._positive("--workers", 0)(text)
+    return None if text == "auto" else _positive("--workers", 0)(text)
 
 
 def _auto_workers(args: argparse.Namespace, device: torch.device) -> int:
@@ -306,7 +305,7 @@ def _auto_workers(args: argparse.Namespace, device: torch.device) -> int:
         return args.workers
     if args.data != "voc" or device.type == "cpu":
         return 0
-    return min(8, max(1, system.cpu_cores() - 1))
+    return min(8, max(1, cpu_cores() - 1))
 
 
 def _classes(args: argparse.Namespace) -> tuple[str, ...]:
@@ -623,10 +622,6 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{path} -> {mask}, {over}")
 
 
-def _bench(args: argparse.Namespace) -> None:
-    bench.run(args)
-
-
 def _data(args: argparse.Namespace) -> None:
     from urllib.error import URLError
 
@@ -642,6 +637,203 @@ def _data(args: argparse.Namespace) -> None:
             "(see the fcnlib.voc module documentation for the files and their layout)"
         ) from e
     print(f"{args.name}: {path}")
+
+
+def _positive(flag: str, minimum: int = 1) -> Callable[[str], int]:
+    """An argparse type for a count that must be >= ``minimum`` (1), so that 0 is refused before
+    any work (``train --epochs 0`` trained nothing, then crashed on the empty history)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a whole number, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    """'0,2,4' -> (0, 2, 4): DataLoader worker counts, each >= 0."""
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(
+            f"--workers takes counts >= 0 separated by commas, e.g. 0,2,4; got {text!r}"
+        )
+    return counts
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bench``, the benchmarks of :mod:`fcnlib.bench`."""
+    from fcnlib.backbones import BACKBONES
+
+    parser.add_argument(
+        "what",
+        nargs="?",
+        default="data",
+        choices=["data", "dense", "stitch", "throughput", "pipeline", "all"],
+        help="'all': data, dense, stitch and throughput (not pipeline)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        help="image side in pixels; for 'pipeline' the fake images' width, their height 3/4 of "
+        "it (default 500, i.e. 375 x 500, on CUDA; else 160)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="for 'data' (default 32), 'throughput' and 'pipeline' (default 1, the official "
+        "heavy recipe's)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        help="for 'throughput' (default vgg16) and 'pipeline' (default vgg16 on CUDA, else "
+        "tiny_vgg)",
+    )
+    parser.add_argument(
+        "--mode", default="both", choices=["train", "infer", "both"], help="for 'throughput'"
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="for 'throughput': add the torch.compile variant (default: on CUDA only)",
+    )
+    pipe = parser.add_argument_group("pipeline")
+    pipe.add_argument(
+        "--root",
+        type=Path,
+        help="a directory with SBD (used as found) or where to write the fake images and keep "
+        "them (default: a temporary directory, removed at the end)",
+    )
+    pipe.add_argument(
+        "--images", type=_positive("--images"), help="fake images to write (default 128 on "
+        "CUDA, else 64)"
+    )  # fmt: skip
+    pipe.add_argument(
+        "--crop", type=_positive("--crop"), help="random crop side (default 500 on CUDA, else 160)"
+    )
+    pipe.add_argument(
+        "--workers",
+        type=_worker_counts,
+        help="DataLoader worker counts to measure, e.g. 0,2,4 (default: 0, 2, 4, 8, ... up to "
+        "the CPU cores)",
+    )
+    pipe.add_argument(
+        "--steps",
+        type=_positive("--steps"),
+        help="batches per timed window (default: as many as take about 0.5 s in the step alone, "
+        "1 to 50); the median of 3 windows counts",
+    )
+    pipe.add_argument(
+        "--amp",
+        choices=["auto", "bf16", "fp16", "off"],
+        default="auto",
+        help="mixed precision (fcnlib.precision.resolve_amp; default auto)",
+    )
+    pipe.add_argument(
+        "--float-handover",
+        action="store_true",
+        help="workers hand over float32 images and int64 labels (default: uint8, converted on "
+        "the device, as train --data voc does)",
+    )
+    pipe.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout (default: on CUDA only)",
+    )
+
+
+def _bench(args: argparse.Namespace) -> None:
+    """Run and print the benchmarks that ``args`` name."""
+    from fcnlib.bench import (
+        bench_data,
+        bench_dense,
+        bench_pipeline,
+        bench_stitch,
+        bench_throughput,
+        throughput_table,
+    )
+    from fcnlib.config import describe_device, pick_device
+    from fcnlib.system import cpu_description
+
+    dev = pick_device(args.device)
+    cuda = dev.type == "cuda"
+    print(
+        f"{cpu_description()} | {describe_device(dev)} | torch {torch.__version__}"
+        + (f" | CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if cuda else "")
+    )
+    todo = ["data", "dense", "stitch", "throughput"] if args.what == "all" else [args.what]
+    if "data" in todo:
+        size, batch_size = args.size or 128, args.batch_size or 32
+        print(f"lab-bench scenes at {size}x{size}, batch {batch_size}:")
+        for name, rate in bench_data(size=size, batch_size=batch_size).items():
+            print(f"  {name:>38s}: {rate:8.0f} images/s")
+    if "dense" in todo:
+        for backbone, size in (("alexnet", args.size or 500), ("tiny_vgg", 416)):
+            r = bench_dense(backbone=backbone, size=size, device=args.device)
+            print(
+                f"{backbone} at {size}x{size}: one dense pass {1000 * r['dense_s']:.0f} ms for "
+                f"a {r['grid']}x{r['grid']} grid; sliding window {1000 * r['sliding_s']:.0f} "
+                f"ms ({r['windows']} windows, one window {1000 * r['one_window_s']:.1f} ms): "
+                f"{r['speedup']:.1f}x faster dense"
+            )
+    if "stitch" in todo:
+        print("shift-and-stitch versus coarse pass + bilinear deconvolution:")
+        for r in bench_stitch(size=args.size or 128, device=args.device):
+            print(f"  f={r['f']}: FLOPs x{r['flop_ratio']:.1f}, time x{r['time_ratio']:.1f}")
+    if "throughput" in todo:
+        size, batch_size, repeat = args.size or 500, args.batch_size or 1, 2
+        print(
+            f"FCN-8s ({args.backbone or 'vgg16'}, random weights, 21 classes) at {size}x{size}, "
+            f"batch {batch_size}:\n"
+            f"  images/s = batch / best of {repeat} timed calls, after 1 warm-up call "
+            "(3 for torch.compile)\n"
+            "  train = forward + cross-entropy + backward + zero grads (model.train(); "
+            "no optimizer step)\n"
+            "  infer = forward only (model.eval(), torch.inference_mode())"
+        )
+        if cuda:
+            print(
+                "  torch.backends.cudnn.benchmark = True while timing; synchronized before each "
+                "clock read;\n  peak = torch.cuda.max_memory_allocated (weights and inputs "
+                "included), reset per variant and column"
+            )
+        results = bench_throughput(
+            backbone=args.backbone or "vgg16",
+            size=size,
+            batch_size=batch_size,
+            device=args.device,
+            compile=args.compile,
+            mode=args.mode,
+            repeat=repeat,
+        )
+        print(throughput_table(results, cuda=cuda))
+    if "pipeline" in todo:
+        bench_pipeline(
+            root=args.root,
+            images=args.images,
+            size=args.size,
+            crop=args.crop,
+            batch_size=args.batch_size or 1,
+            workers=args.workers,
+            steps=args.steps,
+            device=args.device,
+            backbone=args.backbone,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            compact=not args.float_handover,
+            verbose=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The benchmark runs (its numbers are printed by `python -m fcnlib.bench`, not asserted)."""
+"""The benchmark runs (its numbers are printed by `python -m fcnlib bench`, not asserted)."""
 
 import math
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import fcnlib.backbones
-from fcnlib.bench import bench_data, bench_throughput, main
+from fcnlib.bench import bench_data, bench_throughput
+from fcnlib.cli import main as cli_main
 
 TINY = {"backbone": "tiny_vgg", "size": 32, "device": "cpu"}
 
@@ -33,7 +34,7 @@ def test_bench_data_reports_positive_rates():
 
 
 def test_cli_prints(capsys):
-    main(["data", "--size", "16", "--batch-size", "2"])
+    cli_main(["bench", "data", "--size", "16", "--batch-size", "2"])
     assert "images/s" in capsys.readouterr().out
 
 
@@ -60,7 +61,7 @@ def test_throughput_one_mode(light):
 
 
 def test_cli_throughput_prints_both_columns(capsys, light):
-    main(["throughput", "--size", "32", "--backbone", "tiny_vgg", "--device", "cpu",
+    cli_main(["bench", "throughput", "--size", "32", "--backbone", "tiny_vgg", "--device", "cpu",
           "--batch-size", "2"])  # fmt: skip
     out = capsys.readouterr().out
     assert "torch " in out and "batch 2" in out

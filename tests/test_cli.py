@@ -313,7 +313,7 @@ def test_a_diverging_run_stops_with_a_message_in_flags(tmp_path):
 
 
 def test_workers_auto_feeds_a_gpu_on_voc_only(monkeypatch):
-    import fcnlib.system
+    import fcnlib.cli
     from fcnlib.cli import _auto_workers
 
     parser = build_parser()
@@ -321,7 +321,7 @@ def test_workers_auto_feeds_a_gpu_on_voc_only(monkeypatch):
     voc = parser.parse_args(["train", "--data", "voc"])
     assert voc.workers is None  # 'auto' by default
     for cores, expected in ((2, 1), (16, 8), (1, 1), (64, 8)):  # Colab's 2 vCPUs: one worker
-        monkeypatch.setattr(fcnlib.system, "cpu_cores", lambda n=cores: n)
+        monkeypatch.setattr(fcnlib.cli, "cpu_cores", lambda n=cores: n)
         assert _auto_workers(voc, gpu) == expected
     assert _auto_workers(voc, cpu) == 0  # CPU training keeps its cores
     assert _auto_workers(parser.parse_args(["train"]), gpu) == 0  # lab scenes are in memory

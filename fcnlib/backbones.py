@@ -58,6 +58,7 @@ from fcnlib.system import cpu_model, torch_threads
 __all__ = [
     "BACKBONES",
     "BackboneSpec",
+    "GoogLeNetInput",
     "TinyVGG",
     "build_classifier",
     "pretrained_classifier",
@@ -317,7 +318,7 @@ def trunk_layers(classifier: nn.Module) -> nn.Sequential:
         ]
         layers = [getattr(classifier, n) for n in names]
         if getattr(classifier, "transform_input", False):
-            layers.insert(0, _GoogLeNetInput())
+            layers.insert(0, GoogLeNetInput())
         return nn.Sequential(*layers)
     if hasattr(classifier, "features") and isinstance(classifier.features, nn.Sequential):
         return classifier.features
@@ -353,7 +354,7 @@ def stage_taps(trunk: nn.Sequential, *, spec: BackboneSpec | None = None) -> dic
     return taps
 
 
-class _GoogLeNetInput(nn.Module):
+class GoogLeNetInput(nn.Module):
     """torchvision GoogLeNet's ``transform_input``: from ImageNet normalisation to the
     per-channel scaling its ported weights were trained with."""
 

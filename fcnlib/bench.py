@@ -423,7 +423,7 @@ def bench_pipeline(
     two, for the loop, whose model is warm by then). On CUDA the clock is read after
     ``torch.cuda.synchronize``.
 
-    * ``loader``: the DataLoader alone, for each worker count, built by ``fcnlib.train._loader``
+    * ``loader``: the DataLoader alone, for each worker count, built by ``fcnlib.train.make_loader``
       as ``fit`` builds it (``pin_memory`` on CUDA); its batches are only fetched. One
       iterator lives through warm-up and windows (a sampler that repeats the images), so no
       worker restarts inside the timing.
@@ -480,9 +480,9 @@ def bench_pipeline(
     from fcnlib.models import fcn
     from fcnlib.precision import make_grad_scaler, resolve_amp
     from fcnlib.train import (
-        _collate,
-        _loader,
         batch_to,
+        collate,
+        make_loader,
         make_optimizer,
         prepare_model,
         stage_recipe,
@@ -603,7 +603,7 @@ def bench_pipeline(
             config = base.replace(num_workers=n_workers)
             gen = torch.Generator().manual_seed(seed)
             sampler = RandomSampler(ds, num_samples=n_batches * batch_size, generator=gen)
-            return _loader(ds, config, dev, seed=seed, shuffle=True, sampler=sampler)
+            return make_loader(ds, config, dev, seed=seed, shuffle=True, sampler=sampler)
 
         # the CPU cost of one item, in this process, on one thread
         with torch_threads(1):
@@ -625,7 +625,7 @@ def bench_pipeline(
         runner = prepare_model(model, config=base, device=dev)
         optimizer = make_optimizer(model, base)
         scaler = make_grad_scaler(dev, amp)
-        x, y = _collate([ds[i % len(ds)] for i in range(batch_size)])
+        x, y = collate([ds[i % len(ds)] for i in range(batch_size)])
         x, y = batch_to(x, y, dev, channels_last=channels_last)
 
         def train(batches) -> None:

@@ -26,7 +26,15 @@ from torch.nn.parallel import DistributedDataParallel
 from fcnlib._io import atomic_torch_save, atomic_write_text
 from fcnlib.recipes import TrainConfig
 
-__all__ = ["load_checkpoint", "restore", "run_files", "save_checkpoint", "write_metrics"]
+__all__ = [
+    "load_checkpoint",
+    "restore",
+    "rng_state",
+    "run_files",
+    "save_checkpoint",
+    "set_rng_state",
+    "write_metrics",
+]
 
 _FORMAT = "fcnlib.checkpoint/1"
 
@@ -36,7 +44,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """The random states of torch (CPU and CUDA), Python and NumPy, as tensors and plain values
+    (what a checkpoint keeps, loadable with ``weights_only=True``)."""
     _, py_state, py_gauss = random.getstate()
     _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     return {
@@ -49,7 +59,8 @@ def _rng_state() -> dict[str, Any]:
     }
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back the random states that :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -93,7 +104,7 @@ def save_checkpoint(
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
         "scaler": None if scaler is None else scaler.state_dict(),
-        "rng": _rng_state(),
+        "rng": rng_state(),
         "extra": dict(extra or {}),
         "precision": precision,
     }

@@ -50,7 +50,7 @@ from torch import nn
 from fcnlib import receptive_field as rf
 from fcnlib.backbones import (
     BACKBONES,
-    _GoogLeNetInput,
+    GoogLeNetInput,
     build_classifier,
     stage_taps,
     trunk_layers,
@@ -608,7 +608,7 @@ def expand_input(model: FCN, channels: int = 4, *, init: str = "mean") -> FCN:
             f"channels must be an int >= the {old} the net already takes (RGB first, then "
             f"the extra channels), got {channels!r}"
         )
-    if any(isinstance(m, _GoogLeNetInput) for m in model.features.modules()):
+    if any(isinstance(m, GoogLeNetInput) for m in model.features.modules()):
         raise ValueError(
             "this GoogLeNet rescales its 3 input channels before conv1 (transform_input), which "
             "has no rule for a depth channel; early fusion needs a VGG, AlexNet or lab backbone"

@@ -42,11 +42,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from fcnlib._io import remove_stale_temporaries
 from fcnlib.checkpoint import (
-    _set_rng_state,
     load_checkpoint,
     restore,
     run_files,
     save_checkpoint,
+    set_rng_state,
     write_metrics,
 )
 from fcnlib.config import pick_device, seed_everything
@@ -92,10 +92,12 @@ __all__ = [
     "autocast_context",
     "balanced_class_weights",
     "batch_to",
+    "collate",
     "evaluate",
     "fit",
     "load_checkpoint",
     "make_grad_scaler",
+    "make_loader",
     "make_optimizer",
     "make_scheduler",
     "param_groups",
@@ -604,7 +606,9 @@ def _as_dataset(data: Any, name: str) -> Dataset:
     )
 
 
-def _collate(batch: list) -> Any:
+def collate(batch: list) -> Any:
+    """torch's ``default_collate``, with a message that says what to do when the images of a
+    batch differ in size (whole VOC images do)."""
     try:
         return default_collate(batch)
     except RuntimeError as e:
@@ -619,7 +623,7 @@ def _collate(batch: list) -> Any:
         ) from e
 
 
-def _loader(
+def make_loader(
     ds: Dataset,
     config: TrainConfig,
     device: torch.device,
@@ -628,10 +632,14 @@ def _loader(
     shuffle: bool,
     sampler: Sampler | None = None,
     batch_size: int | None = None,
-):
-    # A fresh generator per epoch: the order depends on (seed, epoch) only, so a resumed run
-    # draws the same batches, and loading never consumes torch's global random stream.
-    # A sampler (distributed training) picks and orders this process's share itself.
+) -> DataLoader:
+    """The DataLoader :func:`fit` reads ``ds`` with: ``config.batch_size`` (or ``batch_size``)
+    items per batch, ``config.num_workers`` workers, :func:`collate`, pinned memory for CUDA.
+
+    A fresh generator per call: the order depends on ``seed`` only (fit passes seed * 1000 +
+    epoch), so a resumed run draws the same batches, and loading never consumes torch's global
+    random stream. A ``sampler`` (distributed training) picks and orders the items itself.
+    """
     return DataLoader(
         ds,
         batch_size=batch_size or config.batch_size,
@@ -639,14 +647,14 @@ def _loader(
         sampler=sampler,
         generator=torch.Generator().manual_seed(seed),
         num_workers=config.num_workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
 
 
 def _label_counts(ds: Dataset, config: TrainConfig, n_classes: int) -> torch.Tensor:
     counts = torch.zeros(n_classes, dtype=torch.int64)
-    for _, labels in _loader(ds, config, torch.device("cpu"), seed=0, shuffle=False):
+    for _, labels in make_loader(ds, config, torch.device("cpu"), seed=0, shuffle=False):
         labels = labels[(labels != config.ignore_index) & (labels >= 0) & (labels < n_classes)]
         counts += torch.bincount(labels.reshape(-1).long(), minlength=n_classes)
     return counts
@@ -820,7 +828,7 @@ def fit(
         restore(state, model=model, optimizer=optimizer, scaler=scaler)
         for group, lr in zip(optimizer.param_groups, configured, strict=True):
             group["lr"] = lr  # the base rate; the scheduler puts it at the resumed step
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         history, start, step = History(state["history"]), state["epoch"], state["step"]
     # built after restoring: a longer (or shorter) run's schedule, at the step reached
     scheduler = make_scheduler(
@@ -842,7 +850,7 @@ def fit(
             bar.set_postfix(shown, refresh=False)
             if sampler is not None:
                 sampler.set_epoch(epoch)  # shuffles with seed * 1000 + epoch, like the generator
-            loader = _loader(
+            loader = make_loader(
                 train_set,
                 config,
                 device,
@@ -880,7 +888,7 @@ def fit(
             last = epoch + 1 == config.epochs
             if val_set is not None and ((epoch + 1) % eval_every == 0 or last):
                 shard = ShardSampler(val_set) if distributed else None  # no padding: count once
-                val_loader = _loader(val_set, config, device, seed=0, shuffle=False,
+                val_loader = make_loader(val_set, config, device, seed=0, shuffle=False,
                                      sampler=shard, batch_size=config.eval_batch_size)  # fmt: skip
                 if distributed:
                     # Every rank scores rank 0's weights and BatchNorm statistics (those that

@@ -418,6 +418,8 @@ def _saved_run(args: argparse.Namespace) -> dict | None:
 def _check_run(args: argparse.Namespace, config, run: dict, state: dict | None) -> dict | None:
     """The saved run that --resume continues (None for a new run), after refusing, in terms of
     the command line, whatever this run cannot do."""
+    from fcnlib.config import pick_device
+    from fcnlib.precision import amp_setting, precision_name, resolve_amp
     from fcnlib.train import resume_conflicts
 
     if state is None:
@@ -442,9 +444,19 @@ def _check_run(args: argparse.Namespace, config, run: dict, state: dict | None) 
         for key, flag in flags.items():
             if key in old and old[key] != run[part][key]:
                 changes.append(f"{flag} (the run has {key} {old[key]!r}, now {run[part][key]!r})")
-    for key, (old, new) in sorted(resume_conflicts(state["config"], config).items()):
+    precision = precision_name(resolve_amp(pick_device(args.device), config.amp))
+    conflicts = resume_conflicts(
+        state["config"], config, saved_precision=state.get("precision"), precision=precision
+    )
+    for key, (old, new) in sorted(conflicts.items()):
         if key == "seed" and "data_options" in saved:
             continue  # --seed: reported with the data options
+        if key == "precision":
+            changes.append(
+                f"--amp (the run computed in {old}; --amp {config.amp} means {new} here: "
+                f"pass --amp {amp_setting(old)})"
+            )
+            continue
         flag = _CONFIG_FLAGS.get(key, "--recipe")
         changes.append(f"{flag} (the run has {key} {old!r}, now {new!r})")
     if config.epochs < done:

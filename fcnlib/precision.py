@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "AMP_CHOICES",
+    "amp_setting",
     "autocast_context",
     "make_grad_scaler",
     "precision_dtype",
@@ -103,6 +104,17 @@ def precision_dtype(name: str) -> torch.dtype | None:
         if known == name:
             return dtype
     raise ValueError(f"precision must be one of {sorted(_NAMES.values())}, got {name!r}")
+
+
+def amp_setting(name: str) -> str:
+    """The ``amp`` setting that computes in precision ``name`` (:func:`precision_name`) on any
+    machine: ``"bf16"``, ``"fp16"``, or ``"off"`` for ``"float32"``.
+
+    >>> amp_setting("float32"), amp_setting("bf16")
+    ('off', 'bf16')
+    """
+    precision_dtype(name)  # a known name, else ValueError
+    return "off" if name == "float32" else name
 
 
 def _dtype(device: torch.device | str, amp: str | torch.dtype | None) -> torch.dtype | None:

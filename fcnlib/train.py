@@ -62,6 +62,7 @@ from fcnlib.distributed import (
 from fcnlib.metrics import ConfusionMatrix, Scores
 from fcnlib.modes import eval_mode
 from fcnlib.precision import (
+    amp_setting,
     autocast_context,
     make_grad_scaler,
     precision_dtype,
@@ -668,17 +669,33 @@ RESUMABLE = frozenset(
 )  # fmt: skip
 
 
-def resume_conflicts(saved: TrainConfig | dict[str, Any], config: TrainConfig) -> dict:
+def resume_conflicts(
+    saved: TrainConfig | dict[str, Any],
+    config: TrainConfig,
+    *,
+    saved_precision: str | None = None,
+    precision: str | None = None,
+) -> dict:
     """The settings a run saved with ``saved`` cannot continue under: ``{field: (saved, new)}``.
 
     A resumed run applies the fields in :data:`RESUMABLE` for real; any other change (batch
-    size, optimizer, momentum, precision, ...) would make the run something else, and so does
-    ``epochs`` below the epochs already done (reported by the caller, who knows them).
+    size, optimizer, momentum, ...) would make the run something else, and so does ``epochs``
+    below the epochs already done (reported by the caller, who knows them).
+
+    Precision: given the one the run recorded (``saved_precision``, see
+    :func:`fcnlib.precision.precision_name`) and the one ``config.amp`` means on this machine
+    (``precision``), the ``amp`` setting may change, and a different precision is the conflict
+    ``"precision"``. Without them (a checkpoint that recorded none) ``amp`` must stay as it was.
     """
     if isinstance(saved, dict):
         saved = TrainConfig.from_dict(saved)  # fills fields that an older checkpoint lacks
     old, new = saved.to_dict(), config.to_dict()
-    return {k: (old[k], new[k]) for k in new if old[k] != new[k] and k not in RESUMABLE}
+    conflicts = {k: (old[k], new[k]) for k in new if old[k] != new[k] and k not in RESUMABLE}
+    if saved_precision is not None and precision is not None:
+        conflicts.pop("amp", None)  # the setting may change; what it means here may not
+        if saved_precision != precision:
+            conflicts["precision"] = (saved_precision, precision)
+    return conflicts
 
 
 def _resume_state(
@@ -701,17 +718,17 @@ def _resume_state(
             "continue it (a larger config.epochs extends it), or give another checkpoint path "
             "(or delete the file) to start a new run"
         )
-    conflicts = resume_conflicts(state["config"], config)
     saved_precision = state.get("precision")
-    if saved_precision is not None:
-        conflicts.pop("amp", None)  # the setting may change; what it means here may not
-        if saved_precision != precision:
-            keep = "off" if saved_precision == "float32" else saved_precision
-            raise ValueError(
-                f"cannot resume {path}: it was trained in {saved_precision}, and amp="
-                f"{config.amp!r} means {precision} here. Pass amp={keep!r} to continue in "
-                f"{saved_precision}, or start a new run with another checkpoint path"
-            )
+    conflicts = resume_conflicts(
+        state["config"], config, saved_precision=saved_precision, precision=precision
+    )
+    if "precision" in conflicts:
+        raise ValueError(
+            f"cannot resume {path}: it was trained in {saved_precision}, and amp="
+            f"{config.amp!r} means {precision} here. Pass amp="
+            f"{amp_setting(saved_precision)!r} to continue in {saved_precision}, or "
+            "start a new run with another checkpoint path"
+        )
     if config.epochs < done:
         conflicts["epochs"] = (done, config.epochs)
     if conflicts:

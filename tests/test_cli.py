@@ -254,6 +254,21 @@ def test_resume_refuses_other_options_in_flags(tmp_path):
         _train(tmp_path / "none.pt", "--resume")
 
 
+def test_resume_keeps_the_runs_precision_in_flags(tmp_path, monkeypatch):
+    from fcnlib.train import load_checkpoint
+
+    monkeypatch.delenv("FCN_CPU_BF16", raising=False)
+    ckpt = tmp_path / "run.pt"
+    _train(ckpt, "--epochs", "1", "--amp", "auto")  # float32 on this CPU
+    monkeypatch.setenv("FCN_CPU_BF16", "1")  # a machine where --amp auto means bf16
+    message = r"--amp \(the run computed in float32; --amp auto means bf16 here: pass --amp off\)"
+    with pytest.raises(SystemExit, match=message):
+        _train(ckpt, "--resume", "--epochs", "2", "--amp", "auto")
+    _train(ckpt, "--resume", "--epochs", "2", "--amp", "off")  # the same precision: accepted
+    state = load_checkpoint(ckpt)
+    assert (state["epoch"], state["precision"]) == (2, "float32")
+
+
 def test_paths_and_numbers_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     import fcnlib.cli
 

@@ -81,16 +81,13 @@ _STRIDES = (32, 16, 8, 4)  # the output strides an FCN can have: FCN-32s, 16s, 8
 
 def _out_channels(trunk: nn.Sequential) -> int:
     """Channels leaving a trunk: its last convolution's, or an inception block's concatenation."""
-    if type(trunk[-1]).__name__ == "Inception":
-        return sum(_branch_channels(b) for b in _branches(trunk[-1]))
+    parallel = rf.branches(trunk[-1])
+    if parallel is not None:  # GoogLeNet's inception block: the branches' channels, concatenated
+        return sum(_branch_channels(b) for b in parallel)
     convs = [m for m in trunk.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise TypeError("the classifier's trunk has no Conv2d layer")
     return convs[-1].out_channels
-
-
-def _branches(inception: nn.Module) -> list[nn.Module]:
-    return [getattr(inception, f"branch{i}") for i in range(1, 5)]
 
 
 def _branch_channels(branch: nn.Module) -> int:
@@ -756,8 +753,8 @@ def _dilate_(module: nn.Module, factor: int) -> int:
     for name, child in list(module.named_children()):
         if isinstance(child, nn.Sequential) or type(child).__name__ == "BasicConv2d":
             factor = _dilate_(child, factor)  # a chain (GoogLeNet's BasicConv2d: conv, bn)
-        elif type(child).__name__ == "Inception":
-            for branch in _branches(child):  # parallel branches, all at the same scale
+        elif rf.branches(child) is not None:
+            for branch in rf.branches(child):  # parallel branches, all at the same scale
                 if _dilate_(branch, factor) != factor:
                     raise ValueError(f"a branch of {name!r} downsamples; branches must not")
         else:

@@ -55,7 +55,7 @@ from torch import nn
 from fcnlib.modes import eval_mode
 
 __all__ = [
-    "CoordMap", "EmpiricalRF", "LayerRF", "chain_kernel_stride", "compose", "coord_map",
+    "CoordMap", "EmpiricalRF", "LayerRF", "branches", "chain_kernel_stride", "compose", "coord_map",
     "crop_offset", "effective_radius", "empirical_receptive_field", "receptive_field",
 ]  # fmt: skip
 
@@ -97,7 +97,7 @@ class _Op:
     padding: int | Fraction  # a fraction only for a parallel block's equivalent layer
 
 
-def _branches(m: nn.Module) -> list[nn.Module] | None:
+def branches(m: nn.Module) -> list[nn.Module] | None:
     """The parallel paths of a block whose branches all read the block's input, or None.
 
     Recognised: a module with a ``branches`` ``nn.ModuleList`` and torchvision's ``Inception``
@@ -118,7 +118,7 @@ def _block_op(name: str, m: nn.Module, axis: int, pointwise: tuple[type, ...]) -
     share S and the map; the block then sees as far as its widest branch: ``K = max K_b``.
     """
     maps, kernels = [], []
-    for i, branch in enumerate(_branches(m) or []):
+    for i, branch in enumerate(branches(m) or []):
         ops = _ops(branch, axis, 33, None, pointwise)  # stride-1 branches accept any size
         if any(op.kind == "deconv" for op in ops):
             raise ValueError(f"branch {i} of {name!r} upsamples; parallel blocks must not")
@@ -149,7 +149,7 @@ def _along(value: int | Sequence[int], axis: int) -> int:
 def _op(name: str, m: nn.Module, axis: int, pointwise: tuple[type, ...]) -> _Op | None:
     if isinstance(m, _POINTWISE + pointwise):
         return None
-    if _branches(m) is not None:
+    if branches(m) is not None:
         return _block_op(name, m, axis, pointwise)
     if isinstance(m, (nn.Softmax, nn.LogSoftmax)) and m.dim in (1, -3):  # over channels only
         return None
@@ -212,7 +212,7 @@ def _units(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """Leaves and parallel blocks (not their insides), with qualified names, in pre-order."""
 
     def walk(prefix: str, m: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-        if _branches(m) is not None or next(m.children(), None) is None:
+        if branches(m) is not None or next(m.children(), None) is None:
             yield prefix or type(m).__name__, m
             return
         for n, child in m._modules.items():  # keeps repeats of a reused layer
@@ -224,7 +224,7 @@ def _units(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 def _containers(m: nn.Module) -> Iterator[nn.Module]:
     """Containers outside parallel blocks."""
-    if _branches(m) is not None or next(m.children(), None) is None:
+    if branches(m) is not None or next(m.children(), None) is None:
         return
     yield m
     for child in m.children():
@@ -236,7 +236,7 @@ def _layers(
 ) -> list[tuple[str, nn.Module]]:
     """(qualified name, layer) in forward order: static for Sequentials, traced otherwise.
 
-    A parallel block (see :func:`_branches`) counts as one layer.
+    A parallel block (see :func:`branches`) counts as one layer.
     """
     if all(isinstance(m, nn.Sequential) for m in _containers(module)):
         return list(_units(module))  # pre-order over Sequentials is forward order

@@ -587,6 +587,32 @@ def test_channels_last_runs(scenes):
     assert math.isnan(mean_iu[0]) and 0 <= mean_iu[1] <= 1  # evaluated every second epoch
 
 
+def test_grad_clip_bounds_the_norm_of_every_steps_gradient(scenes):
+    (images, labels), _ = scenes
+    loader = DataLoader(TensorDataset(images[:16], labels[:16]), batch_size=8)
+    norms = {}
+    for clip in (None, 1e-3):
+        torch.manual_seed(0)
+        model, config = TinyFCN(), tiny_config(grad_clip=clip, epochs=1)
+        optimizer, seen = make_optimizer(model, config), []
+        step = optimizer.step
+
+        def record(*args, step=step, optimizer=optimizer, seen=seen, **kwargs):
+            grads = [
+                p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None
+            ]
+            seen.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+            return step(*args, **kwargs)
+
+        optimizer.step = record
+        train_one_epoch(model, loader, optimizer, config=config, device="cpu", progress=False)
+        norms[clip] = seen
+    assert len(norms[None]) == len(norms[1e-3]) == 2
+    assert min(norms[None]) > 1e-2  # unclipped, the gradients are far larger ...
+    assert max(norms[1e-3]) <= 1e-3 * (1 + 1e-5)  # ... and clipped, each step's is at the bound
+    assert min(norms[1e-3]) > 1e-3 * (1 - 1e-5)
+
+
 def test_fp16_with_grad_scaler_and_clipping_runs(scenes, tmp_path):
     (images, labels), _ = scenes
     model, config = TinyFCN(), tiny_config(amp="fp16", grad_clip=1.0, epochs=1)

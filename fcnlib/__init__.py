@@ -11,7 +11,8 @@ One idea per module:
 - :mod:`fcnlib.backbones`       classifiers to start from: TinyVGG (lab), VGG16, AlexNet, GoogLeNet
 - :mod:`fcnlib.models`          convolutionalize, FCN-32s/16s/8s, alignment, staged initialisation
 - :mod:`fcnlib.receptive_field` receptive field, jump and offset; coordinate maps and crops
-- :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch, filter rarefaction
+- :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch
+- :mod:`fcnlib.rarefy`          filter rarefaction: shift-and-stitch in one pass, dilate_to_stride
 - :mod:`fcnlib.viz`             palettes, overlays, figure helpers
 - :mod:`fcnlib.train`           recipes, loss, training loop, evaluation, checkpoints
 - :mod:`fcnlib.precision`       mixed precision: amp resolved once per run, recorded, kept on resume
@@ -48,6 +49,7 @@ _SUBMODULES = frozenset(
         "patchwise",
         "precision",
         "progress",
+        "rarefy",
         "receptive_field",
         "recipes",
         "system",

@@ -55,6 +55,7 @@ from fcnlib.backbones import (
     stage_taps,
     trunk_layers,
 )
+from fcnlib.rarefy import rarefy_layer
 from fcnlib.upsample import BilinearUpsample, init_bilinear_
 
 __all__ = [
@@ -689,63 +690,16 @@ class LateFusion(nn.Module):
 
 
 def _dilate_layer(name: str, layer: nn.Module, factor: int) -> tuple[nn.Module, int]:
-    """One layer rarefied by ``factor``, with stride 1; returns it and the factor after it.
-
-    Output ``m`` of the result reads input ``m - factor * p + factor * dilation * t``: the
-    pixels the strided layer read for the cell at ``m`` (as :func:`fcnlib.upsample.rarefy`).
-    A strided layer gets ``factor * (extent - 1 - p)`` padding after, so that it keeps the size.
-    Where that differs from the padding before, or a max pool's exceeds half its window (which
-    PyTorch refuses), an explicit pad layer goes first (-inf before a max pool), and the pair
-    replaces the layer at the same place: parameter names are kept.
-    """
-    if isinstance(layer, nn.ZeroPad2d | nn.ConstantPad2d):  # fc6's 'same' padding
-        layer.padding = tuple(factor * p for p in layer.padding)
-        return layer, factor
-    if isinstance(layer, nn.AvgPool2d):
-        if _pair(layer.kernel_size) == (1, 1) and _pair(layer.stride) == (1, 1):
-            return layer, factor
+    """One layer rarefied by ``factor`` (:func:`fcnlib.rarefy.rarefy_layer`), in place; returns
+    it and the factor after it. Where a pad layer must go first, the pair replaces the layer at
+    the same place, so that parameter names are kept."""
+    stride = getattr(layer, "stride", 1)
+    if not isinstance(layer, nn.ZeroPad2d | nn.ConstantPad2d) and len(set(_pair(stride))) > 1:
         raise ValueError(
-            f"layer {name!r} is an average pool, which PyTorch cannot dilate; dilate_to_stride "
-            "handles max pools (VGG, AlexNet and lab backbones)"
+            f"layer {name!r}: strides differ by axis {stride}; expected square strides"
         )
-    if not isinstance(layer, nn.Conv2d | nn.MaxPool2d):
-        try:
-            pointwise = not rf.receptive_field([layer])
-        except ValueError:
-            pointwise = False
-        if pointwise:
-            return layer, factor
-        raise TypeError(
-            f"layer {name!r} ({type(layer).__name__}): dilate_to_stride does not know how to "
-            "rarefy it; it handles Conv2d, MaxPool2d, zero padding and pointwise layers"
-        )
-    if isinstance(layer.padding, str):
-        raise ValueError(f"layer {name!r}: give its padding as int(s), not {layer.padding!r}")
-    k, s = _pair(layer.kernel_size), _pair(layer.stride)
-    p, d = _pair(layer.padding), _pair(layer.dilation)
-    if s[0] != s[1]:
-        raise ValueError(f"layer {name!r}: strides differ by axis {s}; expected square strides")
-    before = tuple(factor * pi for pi in p)
-    after = before
-    if s[0] > 1:  # n -> n: all the padding the dilated window needs, before plus after
-        after = tuple(factor * (di * (ki - 1) - pi) for ki, di, pi in zip(k, d, p, strict=True))
-    layer.stride, layer.dilation = (1, 1), tuple(factor * di for di in d)
-    # PyTorch's max pool pads at most half its undilated kernel: pad more in front of it.
-    fits = isinstance(layer, nn.Conv2d) or all(
-        b <= ki // 2 for b, ki in zip(before, k, strict=True)
-    )
-    if before == after and fits:
-        layer.padding = before
-        return layer, factor * s[0]
-    if isinstance(layer, nn.Conv2d):
-        raise ValueError(
-            f"layer {name!r}: a strided convolution with an even kernel would need a pad layer "
-            "in front, which would rename its parameters; dilate_to_stride supports strided "
-            "max pools and odd strided convolutions"
-        )
-    layer.padding = (0, 0)
-    pad = nn.ConstantPad2d((before[1], after[1], before[0], after[0]), -math.inf)
-    return nn.Sequential(pad, layer), factor * s[0]
+    pad, new, (after, _) = rarefy_layer(name, layer, (factor, factor), keep_names=True)
+    return (new if pad is None else nn.Sequential(pad, new)), after
 
 
 def _dilate_(module: nn.Module, factor: int) -> int:

@@ -56,7 +56,8 @@ from fcnlib.modes import eval_mode
 
 __all__ = [
     "CoordMap", "EmpiricalRF", "LayerRF", "branches", "chain_kernel_stride", "compose", "coord_map",
-    "crop_offset", "effective_radius", "empirical_receptive_field", "receptive_field",
+    "crop_offset", "effective_radius", "empirical_receptive_field", "is_pointwise",
+    "receptive_field",
 ]  # fmt: skip
 
 # Layers that act on each pixel separately. Instance/group norm statistics span the whole map,
@@ -144,6 +145,12 @@ def _block_op(name: str, m: nn.Module, axis: int, pointwise: tuple[type, ...]) -
 
 def _along(value: int | Sequence[int], axis: int) -> int:
     return value if isinstance(value, int) else value[axis]  # torch stores (h, w) tuples
+
+
+def is_pointwise(m: nn.Module) -> bool:
+    """True for a layer that acts on each pixel separately (activations, normalisation,
+    dropout): it moves no coordinates."""
+    return isinstance(m, _POINTWISE)
 
 
 def _op(name: str, m: nn.Module, axis: int, pointwise: tuple[type, ...]) -> _Op | None:

@@ -1,6 +1,7 @@
 """From classifier to FCN: convolutionalization, the skip nets, alignment, staged init; RGB-D
 early and late fusion; the dilated (stride-8) trunk and its shift-and-stitch identities."""
 
+import copy
 import math
 
 import pytest
@@ -22,6 +23,7 @@ from fcnlib.models import (
     fcn32s,
     init_from,
 )
+from fcnlib.rarefy import exact_region, rarefy
 from fcnlib.upsample import shift_and_stitch
 
 F64 = torch.float64
@@ -475,6 +477,32 @@ def test_dilated_scores_elsewhere_are_shift_and_stitch_on_the_exact_region():
     assert (region & ((torch.arange(32) % 4 != 0)[:, None])).any()  # not only phase 0
     assert_close(dense[..., region], stitched[..., region], rtol=0, atol=1e-10)
     assert (dense - stitched)[..., ~region].abs().max() > 1e-6  # the border effect is real
+
+
+def test_rarefy_shift_and_stitch_and_dilate_to_stride_agree_in_float64():
+    # One rarefaction (fcnlib.rarefy.rarefy_layer) behind both: FCN-32s's stages after pool3,
+    # rarefied by fcnlib.rarefy.rarefy, give the dilated net's stride-8 scores at every unit,
+    # and equal shift-and-stitch of the same stages on the region exact_region names.
+    torch.manual_seed(0)
+    net32 = _randomise_bn(_trained_like(fcn32s("tiny_vgg", n_classes=3))).eval().double()
+    net8 = dilate_to_stride(net32)
+    x = torch.rand(2, 3, 128, 160, dtype=F64)  # pool3: 16 x 20, multiples of 4
+    # the same stages as a chain rarefy takes: fc6's zero padding inside the convolution, and
+    # floor-mode pools (on sizes that are multiples of 4 the same as FCN-32s's ceil mode)
+    tail = copy.deepcopy(nn.Sequential(net32.features.pool4, net32.features.pool5,
+                                       *net32.fc[1:], net32.score_fr))  # fmt: skip
+    tail[2].padding = net32.fc[0].padding[::2]  # ZeroPad2d (l, r, t, b) -> (t, l)
+    for pool in (m for m in tail.modules() if isinstance(m, nn.MaxPool2d)):
+        pool.ceil_mode = False
+    with torch.no_grad():
+        maps = net8.score_maps(x)
+        rarefied = rarefy(tail)(maps["pool3"])
+        stitched = shift_and_stitch(tail, maps["pool3"], 4)
+    assert_close(rarefied, maps["score_fr"], rtol=0, atol=1e-10)  # everywhere
+    region = exact_region(tail, tuple(maps["pool3"].shape[-2:]))
+    assert_close(stitched[..., region], rarefied[..., region], rtol=0, atol=1e-10)
+    assert 0 < region.float().mean() < 1  # the border is excluded, and it matters:
+    assert (stitched - rarefied)[..., ~region].abs().max() > 1e-6
 
 
 def test_dilated_alexnet_is_exact_where_no_pool_window_is_padding_only():

@@ -14,7 +14,8 @@ One idea per module:
 - :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch
 - :mod:`fcnlib.rarefy`          filter rarefaction: shift-and-stitch in one pass, dilate_to_stride
 - :mod:`fcnlib.viz`             palettes, overlays, figure helpers
-- :mod:`fcnlib.train`           recipes, loss, training loop, evaluation, checkpoints
+- :mod:`fcnlib.loss`            the per-pixel loss: void skipped, summed, sampled, class-weighted
+- :mod:`fcnlib.train`           optimizer, training loop, evaluation, resumable runs
 - :mod:`fcnlib.precision`       mixed precision: amp resolved once per run, recorded, kept on resume
 - :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
@@ -43,6 +44,7 @@ _SUBMODULES = frozenset(
         "datasets",
         "distributed",
         "infer",
+        "loss",
         "metrics",
         "models",
         "modes",

@@ -9,6 +9,7 @@ One idea per module:
 - :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
 - :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
 - :mod:`fcnlib.backbones`       classifiers to start from: TinyVGG (lab), VGG16, AlexNet, GoogLeNet
+- :mod:`fcnlib.pretrain`        the lab backbones' pre-training and their shipped weights
 - :mod:`fcnlib.models`          convolutionalize, FCN-32s/16s/8s, alignment, staged initialisation
 - :mod:`fcnlib.receptive_field` receptive field, jump and offset; coordinate maps and crops
 - :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch
@@ -50,6 +51,7 @@ _SUBMODULES = frozenset(
         "modes",
         "patchwise",
         "precision",
+        "pretrain",
         "progress",
         "rarefy",
         "receptive_field",

@@ -6,20 +6,20 @@ from functools import partial
 import pytest
 import torch
 
-from fcnlib import backbones
+from fcnlib import backbones, pretrain
 from fcnlib.backbones import (
     BACKBONES,
-    _PretrainRecipe,
     build_classifier,
     pretrained_classifier,
     stage_taps,
     trunk_layers,
 )
+from fcnlib.pretrain import PretrainRecipe
 
-TINY = _PretrainRecipe(n_train=64, n_val=32, epochs=1, batch_size=32)
+TINY = PretrainRecipe(n_train=64, n_val=32, epochs=1, batch_size=32)
 REGENERATE = (
-    'regenerate it: python -c "from fcnlib.backbones import _write_shipped_weights as w; w()" '
-    "(bump _PretrainRecipe.version when the data generator or the architecture changed)"
+    'regenerate it: python -c "from fcnlib.pretrain import _write_shipped_weights as w; w()" '
+    "(bump PretrainRecipe.version when the data generator or the architecture changed)"
 )
 
 
@@ -59,7 +59,7 @@ def test_pretraining_is_cached_and_reused(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a valid cache entry must be loaded, not retrained")
 
-    monkeypatch.setattr(backbones, "_train_lab_classifier", no_training)
+    monkeypatch.setattr(pretrain, "_train_lab_classifier", no_training)
     again = pretrained_classifier("tiny_vgg", cache=tmp_path, recipe=TINY, progress=False)
     for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -88,24 +88,24 @@ def test_weights_do_not_depend_on_the_device():
 
 
 def test_shipped_weights_are_the_default_recipes():
-    files = sorted(backbones._WEIGHTS_DIR.glob("tiny_vgg-*.pt"))
+    files = sorted(pretrain._WEIGHTS_DIR.glob("tiny_vgg-*.pt"))
     assert len(files) == 1, f"expected one shipped tiny_vgg weights file, found {files}; " + (
         REGENERATE
     )
     blob = torch.load(files[0], map_location="cpu", weights_only=True)
-    key = backbones._recipe_key("tiny_vgg", _PretrainRecipe())
-    assert blob["key"] == key and files[0] == backbones._shipped_path("tiny_vgg"), (
+    key = pretrain._recipe_key("tiny_vgg", PretrainRecipe())
+    assert blob["key"] == key and files[0] == pretrain._shipped_path("tiny_vgg"), (
         f"{files[0].name} was made by another recipe or architecture than the default one "
         f"(key {key}); " + REGENERATE
     )
-    assert blob["name"] == "tiny_vgg" and blob["recipe"] == asdict(_PretrainRecipe())
-    assert backbones._state_digest(blob["state_dict"]) == blob["digest"]
+    assert blob["name"] == "tiny_vgg" and blob["recipe"] == asdict(PretrainRecipe())
+    assert pretrain._state_digest(blob["state_dict"]) == blob["digest"]
     build_classifier("tiny_vgg").load_state_dict(blob["state_dict"])  # strict: same layers
     assert blob["val_accuracy"] > 0.9
 
 
 def test_default_backbone_is_loaded_not_trained(tmp_path, monkeypatch):
-    monkeypatch.setattr(backbones, "_train_lab_classifier", _no_training)
+    monkeypatch.setattr(pretrain, "_train_lab_classifier", _no_training)
     monkeypatch.setenv("FCN_CACHE", str(tmp_path))
     a = pretrained_classifier("tiny_vgg", progress=False)
     b = build_classifier("tiny_vgg", pretrained=True, progress=False)
@@ -113,8 +113,8 @@ def test_default_backbone_is_loaded_not_trained(tmp_path, monkeypatch):
     assert a.val_accuracy == b.val_accuracy > 0.9
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
-    blob = torch.load(backbones._shipped_path("tiny_vgg"), weights_only=True)
-    assert backbones._state_digest(a.state_dict()) == blob["digest"]
+    blob = torch.load(pretrain._shipped_path("tiny_vgg"), weights_only=True)
+    assert pretrain._state_digest(a.state_dict()) == blob["digest"]
     assert not list(tmp_path.iterdir())  # nothing cached
 
 
@@ -125,22 +125,22 @@ def test_retrain_runs_the_recipe_and_leaves_the_shipped_file_alone(tmp_path, mon
         calls.append(recipe)
         return build_classifier(name), 0.5
 
-    monkeypatch.setattr(backbones, "_train_lab_classifier", fake_training)
-    shipped = backbones._shipped_path("tiny_vgg")
+    monkeypatch.setattr(pretrain, "_train_lab_classifier", fake_training)
+    shipped = pretrain._shipped_path("tiny_vgg")
     before = shipped.read_bytes()
     for _ in range(2):  # the second call loads the cache entry of the first
         net = pretrained_classifier("tiny_vgg", cache=tmp_path, retrain=True, progress=False)
         assert net.val_accuracy == 0.5 and not net.training
-    assert calls == [_PretrainRecipe()]
+    assert calls == [PretrainRecipe()]
     assert [p.name for p in tmp_path.glob("*.pt")] == [shipped.name]
     assert shipped.read_bytes() == before
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncate", "tamper", "stale"])
 def test_damaged_shipped_weights_are_an_error_not_retrained(tmp_path, monkeypatch, damage):
-    shipped = backbones._shipped_path("tiny_vgg")
-    monkeypatch.setattr(backbones, "_WEIGHTS_DIR", tmp_path)
-    monkeypatch.setattr(backbones, "_train_lab_classifier", _no_training)
+    shipped = pretrain._shipped_path("tiny_vgg")
+    monkeypatch.setattr(pretrain, "_WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(pretrain, "_train_lab_classifier", _no_training)
     copy = tmp_path / shipped.name
     good = torch.load(shipped, weights_only=True)
     if damage == "truncate":
@@ -190,21 +190,21 @@ def test_an_error_that_is_not_the_files_is_raised_not_answered_by_retraining(tmp
     def broken(**kwargs):  # a bug in the code that rebuilds the net, not in the file
         raise TypeError("TinyVGG() got an unexpected keyword argument")
 
-    monkeypatch.setattr(backbones, "TinyVGG", broken)
-    monkeypatch.setattr(backbones, "_train_lab_classifier", _no_training)
+    monkeypatch.setattr(pretrain, "TinyVGG", broken)
+    monkeypatch.setattr(pretrain, "_train_lab_classifier", _no_training)
     with pytest.raises(TypeError, match="unexpected keyword"):
         pretrained_classifier("tiny_vgg", cache=tmp_path, recipe=TINY, progress=False)
 
 
 def test_a_file_of_another_kind_or_architecture_is_unusable_with_the_reason(tmp_path):
     path = tmp_path / "w.pt"
-    key = backbones._recipe_key("tiny_vgg", TINY)
+    key = pretrain._recipe_key("tiny_vgg", TINY)
     torch.save([1, 2, 3], path)
-    assert backbones._read_weights(path, "tiny_vgg", key)[1].startswith("it is not a weights")
+    assert pretrain._read_weights(path, "tiny_vgg", key)[1].startswith("it is not a weights")
     state = {"features.0.weight": torch.zeros(2, 3, 3, 3)}
-    blob = {"key": key, "digest": backbones._state_digest(state), "state_dict": state}
+    blob = {"key": key, "digest": pretrain._state_digest(state), "state_dict": state}
     torch.save({**blob, "val_accuracy": 0.5}, path)
-    net, problem = backbones._read_weights(path, "tiny_vgg", key)
+    net, problem = pretrain._read_weights(path, "tiny_vgg", key)
     assert net is None and "do not fit tiny_vgg's architecture" in problem
 
 

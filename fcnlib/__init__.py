@@ -1,28 +1,37 @@
 """fcnlib: Fully Convolutional Networks for semantic segmentation, small and readable.
 
 The paper's vocabulary made executable (Long, Shelhamer & Darrell, CVPR 2015 / PAMI 2017).
-One idea per module:
+One concept per module, in the paper's order:
 
-- :mod:`fcnlib.data`            synthetic lab-bench scenes
-- :mod:`fcnlib.voc`             PASCAL VOC 2011/2012, SBD, seg11valid; joint transforms
-- :mod:`fcnlib.datasets`        the paper's other datasets: SIFT Flow, NYUDv2 (HHA), PASCAL-Context
-- :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
-- :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
+Data (sections 4.1 and 5)
+- :mod:`fcnlib.data`            the lab bench's scenes, and the real datasets' package: labels,
+                                transforms, VOC/SBD, SIFT Flow, NYUDv2 and HHA, PASCAL-Context
+From classifier to FCN (3.1)
 - :mod:`fcnlib.backbones`       classifiers to start from: TinyVGG (lab), VGG16, AlexNet, GoogLeNet
 - :mod:`fcnlib.pretrain`        the lab backbones' pre-training and their shipped weights
-- :mod:`fcnlib.models`          convolutionalize, FCN-32s/16s/8s, alignment, staged initialisation
+- :mod:`fcnlib.models`          convolutionalize, FCN-32s/16s/8s, crops, staged initialisation
 - :mod:`fcnlib.receptive_field` receptive field, jump and offset; coordinate maps and crops
-- :mod:`fcnlib.upsample`        bilinear deconvolution, shift-and-stitch
+Dense outputs from coarse nets (3.2, 3.3)
 - :mod:`fcnlib.rarefy`          filter rarefaction: shift-and-stitch in one pass, dilate_to_stride
-- :mod:`fcnlib.viz`             palettes, overlays, figure helpers
+- :mod:`fcnlib.upsample`        bilinear deconvolution (backwards strided convolution), stitching
+Patchwise training is loss sampling (3.4)
 - :mod:`fcnlib.loss`            the per-pixel loss: void skipped, summed, sampled, class-weighted
+- :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
+Training and evaluation (4.3, 5)
 - :mod:`fcnlib.train`           optimizer, training loop, evaluation, resumable runs
+- :mod:`fcnlib.recipes`         the paper's and the lab bench's training recipes
+- :mod:`fcnlib.checkpoint`      atomic checkpoints, RNG state, safe loading
 - :mod:`fcnlib.precision`       mixed precision: amp resolved once per run, recorded, kept on resume
-- :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
+- :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
+- :mod:`fcnlib.infer`           labels for images of any size, in batches
+Around them
+- :mod:`fcnlib.viz`             overlays and figures drawn from the nets themselves
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
 - :mod:`fcnlib.system`          the machine: CPU model and bf16 flags, cores, intra-op threads
 - :mod:`fcnlib.modes`           eval mode for a while, each layer's own train/eval flag restored
+- :mod:`fcnlib.progress`        progress bars that move per batch in terminals and notebooks
+- :mod:`fcnlib.cli`, :mod:`fcnlib.bench`, :mod:`fcnlib.book`   command line, benchmarks, glue
 """
 
 from __future__ import annotations
@@ -42,7 +51,6 @@ _SUBMODULES = frozenset(
         "cli",
         "config",
         "data",
-        "datasets",
         "distributed",
         "infer",
         "loss",
@@ -60,7 +68,6 @@ _SUBMODULES = frozenset(
         "train",
         "upsample",
         "viz",
-        "voc",
     }
 )
 _REEXPORTS = {
@@ -83,14 +90,12 @@ if TYPE_CHECKING:
         backbones,
         config,
         data,
-        datasets,
         metrics,
         models,
         patchwise,
         receptive_field,
         upsample,
         viz,
-        voc,
     )
     from fcnlib.config import Scale, get_scale, pick_device, seed_everything
     from fcnlib.data import ShapesClassification, ShapesDataset
@@ -124,7 +129,6 @@ __all__ = [
     "config",
     "convolutionalize",
     "data",
-    "datasets",
     "fcn8s",
     "fcn16s",
     "fcn32s",
@@ -137,5 +141,4 @@ __all__ = [
     "seed_everything",
     "upsample",
     "viz",
-    "voc",
 ]

@@ -14,7 +14,7 @@
   under ``torch.inference_mode()``. On CUDA (``cudnn.benchmark`` on, synchronized timing) two
   more columns give each variant's peak ``torch.cuda.max_memory_allocated``.
 * ``pipeline``: where the time of a full-scale training run goes, on SBD-format images written
-  by :func:`fcnlib.voc.write_fake_sbd` (``--root DIR`` keeps them, or reads SBD found there):
+  by :func:`fcnlib.data.fake.write_fake_sbd` (``--root DIR`` keeps them, or reads SBD found there):
   the DataLoader alone for several ``--workers`` counts (items handed over as uint8 and
   converted on the device, as ``train --data voc`` does; ``--float-handover`` for float32
   images and int64 labels), the CPU cost of one item, the training
@@ -410,13 +410,14 @@ def bench_pipeline(
 ) -> dict:
     """Where the time of a full-scale training run goes: loader, step, the two together.
 
-    SBD-format training images (JPEG + ``.mat`` labels, :func:`fcnlib.voc.write_fake_sbd`) are
-    read through :class:`fcnlib.voc.SBDSegmentation` with the paper's training transform
-    (:func:`fcnlib.voc.train_transform` as :func:`fcnlib.voc.paper_datasets` sets it: random
-    mirror and crop, no rescaling). The net is FCN-8s with random weights, trained with the
-    official heavy recipe's optimizer (:func:`fcnlib.train.stage_recipe`: SGD, momentum 0.99,
-    summed loss) and the given ``amp`` / ``channels_last``, set up as :func:`fcnlib.train.fit`
-    does (``prepare_model``, ``make_optimizer``, ``make_grad_scaler``). Every rate is images/s
+    SBD-format training images (JPEG + ``.mat`` labels, :func:`fcnlib.data.fake.write_fake_sbd`)
+    are read through :class:`fcnlib.data.voc.SBDSegmentation` with the paper's training
+    transform (:func:`fcnlib.data.transforms.train_transform` as
+    :func:`fcnlib.data.voc.paper_datasets` sets it: random mirror and crop, no rescaling). The net
+    is FCN-8s with random weights, trained with the official heavy recipe's optimizer
+    (:func:`fcnlib.train.stage_recipe`: SGD, momentum 0.99, summed loss) and the given ``amp`` /
+    ``channels_last``, set up as :func:`fcnlib.train.fit` does (``prepare_model``,
+    ``make_optimizer``, ``make_grad_scaler``). Every rate is images/s
     in the steady state: the median of ``windows`` timed windows of ``steps`` batches each,
     after a warm-up (a window for the step alone; a window plus two batches per worker for the
     loader alone, whose windows hold at least 10 batches; two batches per worker, at least
@@ -475,8 +476,8 @@ def bench_pipeline(
         ``loader``, ``loop`` and ``loop_over_step`` map a worker count to a number,
         ``memory`` is ``None`` off CUDA.
     """
-    from fcnlib import voc
     from fcnlib.config import describe_device, pick_device
+    from fcnlib.data import fake, voc
     from fcnlib.models import fcn
     from fcnlib.precision import make_grad_scaler, resolve_amp
     from fcnlib.train import (
@@ -560,7 +561,7 @@ def bench_pipeline(
             plain = voc.SBDSegmentation("train", root=where)
             written = False
         except voc.DatasetNotFoundError:
-            voc.write_fake_sbd(where, n_train=images, n_val=0, size=(h, w))
+            fake.write_fake_sbd(where, n_train=images, n_val=0, size=(h, w))
             plain, written = voc.SBDSegmentation("train", root=where), True
         h, w = plain[0][0].shape[-2:]  # as found (SBD images differ: the first one's)
         ds = voc.SBDSegmentation(

@@ -7,7 +7,7 @@ Defaults are the lab bench, so every command works offline on a laptop:
     python -m fcnlib eval runs/fcn8s.pt
     python -m fcnlib predict runs/fcn8s.pt photo.png --out-dir predictions
     python -m fcnlib bench data
-    python -m fcnlib data fetch voc2012 --root ~/data    # PASCAL VOC, SBD: see fcnlib.voc
+    python -m fcnlib data fetch voc2012 --root ~/data    # PASCAL VOC, SBD: see fcnlib.data.voc
 
 Full scale (a GPU): the paper's data is ``--data voc``: training on SBD train (or VOC train),
 validation on seg11valid; the recipes' learning rates follow the backbone and the stage:
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     da = sub.add_parser(
         "data",
         help="download the real datasets (PASCAL VOC, SBD)",
-        description="Download and check a dataset of the full-scale experiments (fcnlib.voc). "
+        description="Download and check a dataset of the full-scale experiments (fcnlib.data.voc). "
         "Nothing is fetched again if it is already complete.",
     )
     da.add_argument("action", choices=["fetch"], help="fetch: download, unpack and check")
@@ -310,7 +310,7 @@ def _auto_workers(args: argparse.Namespace, device: torch.device) -> int:
 
 def _classes(args: argparse.Namespace) -> tuple[str, ...]:
     if args.data == "voc":
-        from fcnlib.voc import VOC_CLASSES
+        from fcnlib.data.voc import VOC_CLASSES
 
         return tuple(VOC_CLASSES)
     from fcnlib.data import CLASSES
@@ -321,7 +321,7 @@ def _classes(args: argparse.Namespace) -> tuple[str, ...]:
 def _datasets(args: argparse.Namespace, *, train: bool):
     """(training set or None, validation set, class names) for --data."""
     if args.data == "voc":
-        from fcnlib import voc
+        from fcnlib.data import voc
 
         try:
             # compact: uint8 items, converted on the device by fit and evaluate
@@ -613,7 +613,8 @@ def _predict(args: argparse.Namespace) -> None:
     from torchvision.utils import save_image
 
     from fcnlib.config import pick_device
-    from fcnlib.infer import load_image, predict, save_label_png
+    from fcnlib.data.labels import save_label_png
+    from fcnlib.infer import load_image, predict
     from fcnlib.viz import overlay
 
     device = pick_device(args.device)
@@ -637,7 +638,7 @@ def _predict(args: argparse.Namespace) -> None:
 def _data(args: argparse.Namespace) -> None:
     from urllib.error import URLError
 
-    from fcnlib import voc
+    from fcnlib.data import voc
 
     try:
         path = voc.fetch(args.name, args.root)
@@ -646,7 +647,7 @@ def _data(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"could not download {args.name}: {e}. Check the network connection and try again, "
             f"or download the archive by hand and unpack it so that {where} exists "
-            "(see the fcnlib.voc module documentation for the files and their layout)"
+            "(see the fcnlib.data.voc module documentation for the files and their layout)"
         ) from e
     print(f"{args.name}: {path}")
 

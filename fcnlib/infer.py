@@ -21,7 +21,7 @@ from torch import nn
 
 from fcnlib.modes import eval_mode
 
-__all__ = ["load_image", "predict", "save_label_png", "to_rgb"]
+__all__ = ["load_image", "predict", "to_rgb"]
 
 
 def to_rgb(image: torch.Tensor) -> torch.Tensor:
@@ -123,33 +123,3 @@ def predict(
                 for i, lab in zip(chunk, labels, strict=True):
                     out[i] = lab
         return out
-
-
-def save_label_png(label: torch.Tensor, path: str | Path) -> Path:
-    """Write a label map ``(H, W)`` as VOC writes its ``SegmentationClass`` PNGs.
-
-    A palette PNG (PIL mode ``"P"``): each pixel stores its class id (255: void), and the VOC
-    colour map (:func:`fcnlib.viz.voc_palette`) makes it display in the usual colours; read
-    the ids back with ``np.array(Image.open(path))``. Ids must be in [0, 255].
-    """
-    import numpy as np
-    from PIL import Image
-
-    from fcnlib.viz import voc_palette
-
-    label = torch.as_tensor(label)
-    if label.dim() != 2 or label.is_floating_point() or label.is_complex():
-        raise ValueError(
-            f"expected an integer label map (H, W), got dtype {label.dtype} and shape "
-            f"{tuple(label.shape)}; for logits (N, C, H, W) pass logits.argmax(1)[i]"
-        )
-    if label.numel() and (int(label.min()) < 0 or int(label.max()) > 255):
-        raise ValueError(
-            f"a palette PNG holds class ids 0-255, got ids from {int(label.min())} to "
-            f"{int(label.max())}; save labels of more classes with np.save or torch.save"
-        )
-    png = Image.fromarray(label.cpu().numpy().astype(np.uint8))  # mode "L": the ids
-    png.putpalette(voc_palette().numpy().tobytes())  # "L" -> "P": the ids now index colours
-    path = Path(path)
-    png.save(path)
-    return path

@@ -511,9 +511,9 @@ def collate(batch: list) -> Any:
         sizes = sorted({tuple(item[0].shape[-2:]) for item in batch})
         raise ValueError(
             f"images of different sizes cannot share a batch (found {sizes[:4]}): crop them to "
-            "one size for training (fcnlib.voc.train_transform(crop=...)), and evaluate whole "
-            "images one at a time (TrainConfig(eval_batch_size=1), or stage_recipe(..., "
-            "whole_images=True))"
+            "one size for training (fcnlib.data.transforms.train_transform(crop=...)), and "
+            "evaluate whole images one at a time (TrainConfig(eval_batch_size=1), or "
+            "stage_recipe(..., whole_images=True))"
         ) from e
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from fcnlib.data.labels import VOID_COLOR, voc_palette  # voc_palette: also part of this API
 from fcnlib.modes import eval_mode
 
 if TYPE_CHECKING:
@@ -46,28 +47,6 @@ __all__ = [
     "show_segmentation",
     "voc_palette",
 ]
-
-VOID_COLOR = (224, 224, 192)  # what VOC's own PNGs show for label 255
-
-
-def voc_palette(n: int = 256) -> torch.Tensor:
-    """The PASCAL VOC colour map as an (n, 3) uint8 tensor.
-
-    Class c gets its colour by dealing the bits of c, lowest first, to R, G, B in turn, and
-    placing each round of three from the most significant bit of the channel downwards. Class 0
-    (background) is black, 1 is (128, 0, 0), and 255 (void) is (224, 224, 192), as in VOC's PNGs.
-
-    >>> voc_palette()[[0, 1, 15, 255]].tolist()
-    [[0, 0, 0], [128, 0, 0], [192, 128, 128], [224, 224, 192]]
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    c = torch.arange(n)
-    rgb = torch.zeros(n, 3, dtype=torch.int64)
-    for rnd in range(8):  # 8 rounds x 3 bits covers ids up to 2**24
-        for ch in range(3):
-            rgb[:, ch] |= ((c >> (3 * rnd + ch)) & 1) << (7 - rnd)
-    return rgb.to(torch.uint8)
 
 
 def _int_labels(label: torch.Tensor) -> torch.Tensor:

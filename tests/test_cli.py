@@ -51,7 +51,7 @@ def test_unknown_choices_are_rejected():
 
 
 def test_data_fetch_calls_the_downloader_with_the_root(tmp_path, monkeypatch, capsys):
-    from fcnlib import voc
+    from fcnlib.data import voc
 
     calls = []
     monkeypatch.setattr(voc, "fetch", lambda name, root: calls.append((name, root)) or root)
@@ -66,11 +66,11 @@ def _fake_paper_data(root):
     """SBD + VOC 2011 in their on-disk formats; two seg11valid images get another size."""
     import numpy as np
 
-    from fcnlib import voc
+    from fcnlib.data.fake import write_fake_sbd, write_fake_voc
 
-    sbd = voc.write_fake_sbd(root, n_train=6, n_val=2, size=(40, 48), content="scenes")
+    sbd = write_fake_sbd(root, n_train=6, n_val=2, size=(40, 48), content="scenes")
     val_ids = [*sbd.splits["train"][:2], "2011_000100", "2011_000101", "2011_000102"]
-    fake = voc.write_fake_voc(root, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
+    fake = write_fake_voc(root, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
                               size=(40, 48), content="scenes")  # fmt: skip
     for name in ("2011_000101", "2011_000102"):  # whole VOC images differ in size
         image = Image.fromarray(fake.images[name][:33, :45])

@@ -13,9 +13,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from fcnlib import datasets as ds
-from fcnlib import voc
-from fcnlib.viz import voc_palette
+from fcnlib.data import voc
+from fcnlib.data.context import CONTEXT_CLASSES, PascalContext
+from fcnlib.data.fake import write_fake_context, write_fake_nyud, write_fake_siftflow
+from fcnlib.data.hha import LEVEL, NYUD_INTRINSICS, Intrinsics, hha
+from fcnlib.data.labels import voc_palette
+from fcnlib.data.nyud import NYUD_CLASSES, NYUDv2
+from fcnlib.data.nyud import SPLIT_SIZES as NYUD_SPLIT_SIZES
+from fcnlib.data.siftflow import SIFTFLOW_CLASSES, SIFTFLOW_GEO_CLASSES, SIFTFlow
 
 SCENES = "spatial_envelope_256x256_static_8outdoorcategories"
 
@@ -28,25 +33,25 @@ def _shifted(raw, n_classes):
 
 @pytest.fixture
 def siftflow(tmp_path):
-    return ds.write_fake_siftflow(tmp_path, n_trainval=3, n_test=2, size=(24, 32), seed=1)
+    return write_fake_siftflow(tmp_path, n_trainval=3, n_test=2, size=(24, 32), seed=1)
 
 
 @pytest.fixture
 def nyud(tmp_path):
-    return ds.write_fake_nyud(tmp_path, n_train=2, n_val=1, n_test=2, size=(24, 32), seed=2)
+    return write_fake_nyud(tmp_path, n_train=2, n_val=1, n_test=2, size=(24, 32), seed=2)
 
 
 @pytest.fixture
 def context(tmp_path):
-    return ds.write_fake_context(tmp_path, n_train=3, n_val=2, size=(32, 48), seed=3)
+    return write_fake_context(tmp_path, n_train=3, n_val=2, size=(32, 48), seed=3)
 
 
 def test_class_lists_and_split_sizes():
-    assert (len(ds.SIFTFLOW_CLASSES), len(ds.SIFTFLOW_GEO_CLASSES)) == (33, 3)
-    assert len(ds.NYUD_CLASSES) == 40 and ds.NYUD_CLASSES[:2] == ("wall", "floor")
-    assert len(ds.CONTEXT_CLASSES) == 60 and ds.CONTEXT_CLASSES[0] == "background"
-    assert len(set(ds.CONTEXT_CLASSES)) == 60
-    nyud = ds.SPLIT_SIZES["nyud"]
+    assert (len(SIFTFLOW_CLASSES), len(SIFTFLOW_GEO_CLASSES)) == (33, 3)
+    assert len(NYUD_CLASSES) == 40 and NYUD_CLASSES[:2] == ("wall", "floor")
+    assert len(CONTEXT_CLASSES) == 60 and CONTEXT_CLASSES[0] == "background"
+    assert len(set(CONTEXT_CLASSES)) == 60
+    nyud = NYUD_SPLIT_SIZES
     assert nyud["train"] + nyud["val"] == nyud["trainval"]
     assert nyud["trainval"] + nyud["test"] == 1449  # ids 5001..6449
 
@@ -71,9 +76,9 @@ def test_fake_siftflow_is_in_the_official_format(tmp_path, siftflow):
 
 @pytest.mark.parametrize("split", ["trainval", "test"])
 def test_siftflow_items_match_the_fixture(tmp_path, siftflow, split):
-    both = ds.SIFTFlow(split, root=tmp_path, task="both")
-    semantic_only = ds.SIFTFlow(split, root=tmp_path)
-    geometric_only = ds.SIFTFlow(split, root=tmp_path, task="geometric")
+    both = SIFTFlow(split, root=tmp_path, task="both")
+    semantic_only = SIFTFlow(split, root=tmp_path)
+    geometric_only = SIFTFlow(split, root=tmp_path, task="geometric")
     assert both.ids == siftflow.splits[split] and len(both) == len(siftflow.splits[split])
     for i, name in enumerate(both.ids):
         image, semantic, geometric = both[i]
@@ -94,13 +99,13 @@ def test_siftflow_geometric_zero_is_void_too(tmp_path, siftflow):
     name = siftflow.splits["test"][0]
     raw = np.tile(np.array([-1.0, 0, 1, 2, 3]), (24, 7))[:, :32]  # (24, 32)
     scipy.io.savemat(tmp_path / "sift-flow" / "GeoLabels" / SCENES / f"{name}.mat", {"S": raw})
-    _, label = ds.SIFTFlow("test", root=tmp_path, task="geometric")[0]
+    _, label = SIFTFlow("test", root=tmp_path, task="geometric")[0]
     assert label[0, :5].tolist() == [255, 255, 0, 1, 2]
 
 
 def test_siftflow_both_flips_image_and_both_labels_together(tmp_path, siftflow):
-    plain = ds.SIFTFlow("trainval", root=tmp_path, task="both")[0]
-    flipping = ds.SIFTFlow("trainval", root=tmp_path, task="both",
+    plain = SIFTFlow("trainval", root=tmp_path, task="both")[0]
+    flipping = SIFTFlow("trainval", root=tmp_path, task="both",
                            transforms=voc.train_transform(crop=None, scale=None))  # fmt: skip
     outcomes = set()
     for seed in range(8):
@@ -114,7 +119,7 @@ def test_siftflow_both_flips_image_and_both_labels_together(tmp_path, siftflow):
 
 
 def test_siftflow_batches_with_the_voc_training_transform(tmp_path, siftflow):
-    data = ds.SIFTFlow("trainval", root=tmp_path, task="both",
+    data = SIFTFlow("trainval", root=tmp_path, task="both",
                        transforms=voc.train_transform(crop=40, scale=(0.5, 2.0)))  # fmt: skip
     torch.manual_seed(0)
     images, semantic, geometric = next(iter(DataLoader(data, batch_size=3)))
@@ -129,7 +134,7 @@ def test_siftflow_compact_items_are_as_decoded_and_batch_to_the_float_ones(tmp_p
     from fcnlib.train import batch_to
 
     def first(compact):
-        data = ds.SIFTFlow("trainval", root=tmp_path, task="both",
+        data = SIFTFlow("trainval", root=tmp_path, task="both",
                            transforms=voc.train_transform(crop=40, compact=compact))  # fmt: skip
         torch.manual_seed(0)
         return next(iter(DataLoader(data, batch_size=3)))
@@ -165,7 +170,7 @@ def test_fake_nyud_is_in_the_fcn_format(tmp_path, nyud):
     ("modality", "channels"), [("rgb", 3), ("depth", 1), ("hha", 3), ("rgbd", 4), ("rgb-hha", 6)]
 )
 def test_nyud_modalities(tmp_path, nyud, modality, channels):
-    data = ds.NYUDv2("test", root=tmp_path, modality=modality)
+    data = NYUDv2("test", root=tmp_path, modality=modality)
     assert data.ids == nyud.splits["test"]
     for (image, label), name in zip(data, data.ids, strict=True):
         assert image.shape == (channels, 24, 32) and image.dtype == torch.float32
@@ -180,22 +185,22 @@ def test_nyud_modalities(tmp_path, nyud, modality, channels):
 
 
 def test_nyud_hha_images_are_the_hha_of_their_depth(tmp_path):
-    k = ds.Intrinsics(fx=20.0, fy=20.0, cx=15.5, cy=11.5)
-    fake = ds.write_fake_nyud(tmp_path, n_train=1, n_val=0, n_test=0, size=(24, 32), intrinsics=k)
-    depth, _ = ds.NYUDv2("train", root=tmp_path, modality="depth")[0]
-    encoded, _ = ds.NYUDv2("train", root=tmp_path, modality="hha")[0]
-    torch.testing.assert_close(encoded, ds.hha(depth[0], k, gravity=ds.LEVEL))
+    k = Intrinsics(fx=20.0, fy=20.0, cx=15.5, cy=11.5)
+    fake = write_fake_nyud(tmp_path, n_train=1, n_val=0, n_test=0, size=(24, 32), intrinsics=k)
+    depth, _ = NYUDv2("train", root=tmp_path, modality="depth")[0]
+    encoded, _ = NYUDv2("train", root=tmp_path, modality="hha")[0]
+    torch.testing.assert_close(encoded, hha(depth[0], k, gravity=LEVEL))
     assert (np.asarray(fake.extras["hha"]["5001"])[..., 2] == 38).any()  # some floor in view
 
 
 def test_nyud_trainval_is_train_then_val_unless_listed(tmp_path, nyud):
-    assert ds.NYUDv2("trainval", root=tmp_path).ids == nyud.splits["train"] + nyud.splits["val"]
+    assert NYUDv2("trainval", root=tmp_path).ids == nyud.splits["train"] + nyud.splits["val"]
     (tmp_path / "nyud" / "trainval.txt").write_text("5003\n5001\n")
-    assert ds.NYUDv2("trainval", root=tmp_path).ids == ["5003", "5001"]
+    assert NYUDv2("trainval", root=tmp_path).ids == ["5003", "5001"]
 
 
 def test_nyud_rgbd_crop_and_mirror_keep_every_pixel_aligned(tmp_path, nyud):
-    data = ds.NYUDv2("train", root=tmp_path, modality="rgbd",
+    data = NYUDv2("train", root=tmp_path, modality="rgbd",
                      transforms=voc.train_transform(crop=40, scale=None))  # fmt: skip
     palette = voc_palette().float()
     for seed in range(6):
@@ -228,8 +233,8 @@ def _context_expected(labels_txt, raw):
     out = np.zeros(raw.shape, dtype=np.int64)
     for r, name in names.items():
         name = OFFICIAL_RENAMES.get(name, name)
-        if name in ds.CONTEXT_CLASSES:
-            out[raw == r] = ds.CONTEXT_CLASSES.index(name)
+        if name in CONTEXT_CLASSES:
+            out[raw == r] = CONTEXT_CLASSES.index(name)
     return torch.from_numpy(out)
 
 
@@ -249,8 +254,8 @@ def test_fake_context_is_in_the_official_format(tmp_path, context):
 
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_context_labels_are_the_59_class_task(tmp_path, context, split):
-    data = ds.PascalContext(split, root=tmp_path)
-    void = ds.PascalContext(split, root=tmp_path, background="void")
+    data = PascalContext(split, root=tmp_path)
+    void = PascalContext(split, root=tmp_path, background="void")
     assert data.ids == context.splits[split]
     labels_txt = tmp_path / "pascal-context" / "labels.txt"
     for i, name in enumerate(data.ids):
@@ -270,8 +275,8 @@ def test_context_renamed_classes_and_other_raw_classes(tmp_path, context):
     raw = np.array([[0, 1, 2, 3, 19, 80, 397, 431, 459, 458]], dtype=np.uint16)
     scipy.io.savemat(tmp_path / "pascal-context" / "trainval" / f"{name}.mat", {"LabelMap": raw})
     Image.new("RGB", (10, 1)).save(tmp_path / "VOCdevkit/VOC2010/JPEGImages" / f"{name}.jpg")
-    _, label = ds.PascalContext("train", root=tmp_path)[0]
-    c = ds.CONTEXT_CLASSES.index
+    _, label = PascalContext("train", root=tmp_path)[0]
+    c = CONTEXT_CLASSES.index
     assert label[0].tolist() == [
         0, 0, c("aeroplane"), 0, c("bedcloth"), c("clothes"), c("diningtable"), 0, 0, c("wood")
     ]  # fmt: skip
@@ -279,16 +284,16 @@ def test_context_renamed_classes_and_other_raw_classes(tmp_path, context):
 
 def test_context_33_classes_is_refused_with_the_reason(tmp_path, context):
     with pytest.raises(NotImplementedError, match=r"(?s)33-class.*Mottaghi.*not be verified"):
-        ds.PascalContext("val", root=tmp_path, n_classes=33)
+        PascalContext("val", root=tmp_path, n_classes=33)
     with pytest.raises(ValueError, match="n_classes"):
-        ds.PascalContext("val", root=tmp_path, n_classes=21)
+        PascalContext("val", root=tmp_path, n_classes=21)
     with pytest.raises(ValueError, match="background"):
-        ds.PascalContext("val", root=tmp_path, background="ignore")
+        PascalContext("val", root=tmp_path, background="ignore")
 
 
 def test_context_finds_voc2010_in_the_fcn_layout(tmp_path, context):
     shutil.move(tmp_path / "VOCdevkit" / "VOC2010", tmp_path / "pascal" / "VOC2010")
-    data = ds.PascalContext("val", root=tmp_path)
+    data = PascalContext("val", root=tmp_path)
     assert data.voc_folder == (tmp_path / "pascal" / "VOC2010").resolve()
     assert len(data) == 2 and data[1][0].shape == (3, 32, 48)
 
@@ -297,7 +302,7 @@ def test_context_labels_txt_without_a_task_class_is_named(tmp_path, context):
     labels_txt = tmp_path / "pascal-context" / "labels.txt"
     labels_txt.write_text(labels_txt.read_text().replace("80: cloth\n", ""))
     with pytest.raises(ValueError, match=r"does not list the class 'cloth'"):
-        ds.PascalContext("train", root=tmp_path)
+        PascalContext("train", root=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,26 +327,26 @@ class Case:
 SIFT_IMAGE = f"sift-flow/Images/{SCENES}/{{}}.jpg"
 CASES = {
     "siftflow-semantic": Case(
-        lambda r: ds.write_fake_siftflow(r, n_trainval=2, n_test=1, size=(24, 32)),
-        lambda r: ds.SIFTFlow("trainval", root=r),
+        lambda r: write_fake_siftflow(r, n_trainval=2, n_test=1, size=(24, 32)),
+        lambda r: SIFTFlow("trainval", root=r),
         SIFT_IMAGE, f"sift-flow/SemanticLabels/{SCENES}/{{}}.mat", "S",
         "sift-flow/trainval.txt", (0, 33), (34, -1, 255),
     ),
     "siftflow-geometric": Case(
-        lambda r: ds.write_fake_siftflow(r, n_trainval=2, n_test=1, size=(24, 32)),
-        lambda r: ds.SIFTFlow("trainval", root=r, task="both"),
+        lambda r: write_fake_siftflow(r, n_trainval=2, n_test=1, size=(24, 32)),
+        lambda r: SIFTFlow("trainval", root=r, task="both"),
         SIFT_IMAGE, f"sift-flow/GeoLabels/{SCENES}/{{}}.mat", "S",
         "sift-flow/trainval.txt", (-1, 3), (4, -2, 33),
     ),
     "nyud": Case(
-        lambda r: ds.write_fake_nyud(r, n_train=2, n_val=1, n_test=1, size=(24, 32)),
-        lambda r: ds.NYUDv2("train", root=r),
+        lambda r: write_fake_nyud(r, n_train=2, n_val=1, n_test=1, size=(24, 32)),
+        lambda r: NYUDv2("train", root=r),
         "nyud/data/images/img_{}.png", "nyud/segmentation/img_{}.mat", "segmentation",
         "nyud/train.txt", (0, 40), (41, -1, 255),
     ),
     "context": Case(
-        lambda r: ds.write_fake_context(r, n_train=2, n_val=1, size=(24, 32)),
-        lambda r: ds.PascalContext("train", root=r),
+        lambda r: write_fake_context(r, n_train=2, n_val=1, size=(24, 32)),
+        lambda r: PascalContext("train", root=r),
         "VOCdevkit/VOC2010/JPEGImages/{}.jpg", "pascal-context/trainval/{}.mat", "LabelMap",
         "VOCdevkit/VOC2010/ImageSets/Main/train.txt", (0, 459), (460, 65535, -1),
     ),
@@ -417,11 +422,11 @@ def test_nyud_second_modality_of_another_size_is_named(tmp_path, nyud, modality,
     with Image.open(path) as im:
         im.crop((0, 0, 32, 20)).save(path)
     with pytest.raises(ValueError, match=r"expected shape \(24, 32\)") as info:
-        ds.NYUDv2("train", root=tmp_path, modality=modality)[0]
+        NYUDv2("train", root=tmp_path, modality=modality)[0]
     assert str(path.resolve()) in str(info.value) and "images/img_5001.png" in str(info.value)
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(OSError, match=f"could not decode {path.resolve()}"):
-        ds.NYUDv2("train", root=tmp_path, modality=modality)[0]
+        NYUDv2("train", root=tmp_path, modality=modality)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,9 +437,9 @@ def test_nyud_second_modality_of_another_size_is_named(tmp_path, nyud, modality,
 @pytest.mark.parametrize(
     ("make", "where", "source"),
     [
-        (lambda r: ds.SIFTFlow("test", root=r), "sift-flow", "SiftFlowDataset.zip"),
-        (lambda r: ds.NYUDv2("train", root=r), "nyud", "nyud.tar.gz"),
-        (lambda r: ds.PascalContext("val", root=r), "pascal-context", "roozbeh/pascal-context"),
+        (lambda r: SIFTFlow("test", root=r), "sift-flow", "SiftFlowDataset.zip"),
+        (lambda r: NYUDv2("train", root=r), "nyud", "nyud.tar.gz"),
+        (lambda r: PascalContext("val", root=r), "pascal-context", "roozbeh/pascal-context"),
     ],
 )
 def test_missing_data_error_says_what_where_and_from_where(tmp_path, make, where, source):
@@ -451,42 +456,42 @@ def test_missing_data_error_says_what_where_and_from_where(tmp_path, make, where
 
 def test_missing_pieces_are_named(tmp_path, siftflow, nyud, context):
     (tmp_path / "sift-flow" / "test.txt").unlink()
-    assert len(ds.SIFTFlow("trainval", root=tmp_path)) == 3
+    assert len(SIFTFlow("trainval", root=tmp_path)) == 3
     with pytest.raises(voc.DatasetNotFoundError, match=r"sift-flow/test\.txt does not exist"):
-        ds.SIFTFlow("test", root=tmp_path)
+        SIFTFlow("test", root=tmp_path)
     shutil.rmtree(tmp_path / "nyud" / "data" / "hha")
-    assert len(ds.NYUDv2("train", root=tmp_path, modality="rgbd")) == 2
+    assert len(NYUDv2("train", root=tmp_path, modality="rgbd")) == 2
     with pytest.raises(voc.DatasetNotFoundError, match="nyud/data/hha does not exist"):
-        ds.NYUDv2("train", root=tmp_path, modality="rgb-hha")
+        NYUDv2("train", root=tmp_path, modality="rgb-hha")
     shutil.rmtree(tmp_path / "VOCdevkit")
     with pytest.raises(voc.DatasetNotFoundError, match=r"(?s)VOC2010.*VOCDetection\("):
-        ds.PascalContext("train", root=tmp_path)
+        PascalContext("train", root=tmp_path)
 
 
 def test_default_root_is_fcn_data(tmp_path, monkeypatch):
     monkeypatch.setenv("FCN_DATA", str(tmp_path))
     with pytest.raises(voc.DatasetNotFoundError, match=str(tmp_path.resolve())):
-        ds.NYUDv2()
-    ds.write_fake_nyud(tmp_path, n_train=1, n_val=1, n_test=1, size=(8, 8))
-    assert len(ds.NYUDv2()) == 1 and len(ds.NYUDv2("trainval")) == 2
+        NYUDv2()
+    write_fake_nyud(tmp_path, n_train=1, n_val=1, n_test=1, size=(8, 8))
+    assert len(NYUDv2()) == 1 and len(NYUDv2("trainval")) == 2
 
 
 def test_bad_arguments_say_what_is_expected(tmp_path):
     with pytest.raises(ValueError, match="split must be one of"):
-        ds.SIFTFlow("train", root=tmp_path)
+        SIFTFlow("train", root=tmp_path)
     with pytest.raises(ValueError, match="task must be one of"):
-        ds.SIFTFlow("test", root=tmp_path, task="depth")
+        SIFTFlow("test", root=tmp_path, task="depth")
     with pytest.raises(ValueError, match="modality must be one of"):
-        ds.NYUDv2("test", root=tmp_path, modality="hhd")
+        NYUDv2("test", root=tmp_path, modality="hhd")
     with pytest.raises(ValueError, match="size"):
-        ds.write_fake_nyud(tmp_path, size=(0, 4))
+        write_fake_nyud(tmp_path, size=(0, 4))
 
 
 # --------------------------------------------------------------------------------------------
 # HHA
 # --------------------------------------------------------------------------------------------
 
-K = ds.Intrinsics(fx=60.0, fy=60.0, cx=63.5, cy=47.5)  # a 128x96 camera, 93 degrees wide
+K = Intrinsics(fx=60.0, fy=60.0, cx=63.5, cy=47.5)  # a 128x96 camera, 93 degrees wide
 
 
 def _floor_and_wall(camera_height=1.2, wall=5.0, k=K, size=(96, 128)):
@@ -517,7 +522,7 @@ def _bytes(encoded):
 
 def test_hha_is_three_bytes_per_pixel():
     depth, _ = _floor_and_wall()
-    encoded = ds.hha(depth, K)
+    encoded = hha(depth, K)
     assert encoded.shape == (3, 96, 128) and encoded.dtype == torch.float32
     assert encoded.min() >= 0 and encoded.max() <= 1
     torch.testing.assert_close(encoded * 255, (encoded * 255).round(), atol=1e-4, rtol=0)
@@ -528,8 +533,8 @@ def test_hha_of_a_room_seen_by_a_level_camera():
     floor_rows = sees_floor.nonzero()[:, 0]
     floor = slice(int(floor_rows[0]) + 4, None)  # away from the crease, beyond the 7x7 window
     wall = slice(0, int(floor_rows[0]) - 4)
-    for gravity, tol in ((ds.LEVEL, 0), (None, 2)):  # given exactly, or estimated
-        disparity, height, angle = _bytes(ds.hha(depth, K, gravity=gravity))
+    for gravity, tol in ((LEVEL, 0), (None, 2)):  # given exactly, or estimated
+        disparity, height, angle = _bytes(hha(depth, K, gravity=gravity))
         assert (disparity[wall] == round(31000 / 500)).all()  # 62 at 5 m
         assert ((angle[floor] - 38).abs() <= tol).all()  # normal along gravity: 0 degrees
         assert ((angle[wall] - 128).abs() <= tol).all()  # fronto-parallel wall: 90 degrees
@@ -539,16 +544,16 @@ def test_hha_of_a_room_seen_by_a_level_camera():
 
 def test_hha_estimates_gravity_for_a_tilted_camera():
     depth = _pitched_floor(pitch_deg=45.0)
-    _, height, angle = _bytes(ds.hha(depth, K))
+    _, height, angle = _bytes(hha(depth, K))
     assert ((angle - 38).abs() <= 1).all() and (height <= 1).all()
     # assuming the camera level instead gets every normal 45 degrees off
-    _, height, angle = _bytes(ds.hha(depth, K, gravity=ds.LEVEL))
+    _, height, angle = _bytes(hha(depth, K, gravity=LEVEL))
     assert ((angle - 83).abs() <= 1).all() and height.max() > 50
 
 
 def test_hha_disparity_is_monotone_in_inverse_depth():
     metres = torch.linspace(0.5, 12.0, 128, dtype=torch.float64).expand(96, 128)
-    disparity = _bytes(ds.hha(metres, K, gravity=ds.LEVEL))[0]
+    disparity = _bytes(hha(metres, K, gravity=LEVEL))[0]
     expected = torch.floor(31000 / (metres * 100).clamp(min=100) + 0.5).clamp(max=255).long()
     assert torch.equal(disparity, expected)
     assert (disparity.diff(dim=1) <= 0).all() and disparity[0, 0] == 255  # saturated, < 1.22 m
@@ -559,25 +564,25 @@ def test_hha_pixels_without_depth_are_zero():
     depth, _ = _floor_and_wall()
     depth[10:20, 30:40] = 0
     depth[50, 70] = math.nan
-    encoded = ds.hha(depth, K)
+    encoded = hha(depth, K)
     assert (encoded[:, 10:20, 30:40] == 0).all() and (encoded[:, 50, 70] == 0).all()
     assert (encoded[:, 30, 90] > 0).all()
-    assert (ds.hha(torch.zeros(8, 8), K) == 0).all()
+    assert (hha(torch.zeros(8, 8), K) == 0).all()
 
 
 def test_hha_cropped_intrinsics_match_the_cropped_image():
     depth, _ = _floor_and_wall()
-    full = _bytes(ds.hha(depth, K, gravity=ds.LEVEL))
+    full = _bytes(hha(depth, K, gravity=LEVEL))
     top, left = 20, 30
-    crop = _bytes(ds.hha(depth[top:, left:], K.crop(top=top, left=left), gravity=ds.LEVEL))
+    crop = _bytes(hha(depth[top:, left:], K.crop(top=top, left=left), gravity=LEVEL))
     assert torch.equal(crop[0], full[0, top:, left:])  # disparity
     assert torch.equal(crop[2, 3:, 3:], full[2, top + 3 :, left + 3 :])  # normals, inside
 
 
 def test_hha_arguments_and_nyud_intrinsics():
-    assert ds.NYUD_INTRINSICS.fx == pytest.approx(518.858, abs=1e-3)
-    assert ds.NYUD_INTRINSICS.cy == pytest.approx(253.736, abs=1e-3)
+    assert NYUD_INTRINSICS.fx == pytest.approx(518.858, abs=1e-3)
+    assert NYUD_INTRINSICS.cy == pytest.approx(253.736, abs=1e-3)
     with pytest.raises(ValueError, match=r"\(H, W\)"):
-        ds.hha(torch.ones(1, 8, 8), K)
+        hha(torch.ones(1, 8, 8), K)
     with pytest.raises(ValueError, match="gravity"):
-        ds.hha(torch.ones(8, 8), K, gravity=(0, 0, 0))
+        hha(torch.ones(8, 8), K, gravity=(0, 0, 0))

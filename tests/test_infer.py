@@ -94,8 +94,7 @@ def test_images_of_unknown_range_are_refused(tmp_path):
 def test_label_png_is_a_voc_palette_png(tmp_path):
     import numpy as np
 
-    from fcnlib.infer import save_label_png
-    from fcnlib.viz import voc_palette
+    from fcnlib.data.labels import save_label_png, voc_palette
 
     label = torch.tensor([[0, 1, 2], [15, 20, 255]])
     save_label_png(label, tmp_path / "l.png")

@@ -13,9 +13,10 @@ import torchvision
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from fcnlib import voc
-from fcnlib.infer import save_label_png
-from fcnlib.viz import voc_palette
+from fcnlib.data import voc
+from fcnlib.data.fake import write_fake_sbd, write_fake_voc, write_sbd_mat
+from fcnlib.data.labels import save_label_png, voc_palette
+from fcnlib.data.transforms import RandomShift
 
 SIZE = (32, 48)
 
@@ -35,7 +36,7 @@ def no_downloads(monkeypatch):
 
 @pytest.fixture
 def fake_voc(tmp_path):
-    return voc.write_fake_voc(tmp_path, n_train=3, n_val=2, size=SIZE, seed=1)
+    return write_fake_voc(tmp_path, n_train=3, n_val=2, size=SIZE, seed=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def test_voc_items_match_the_fixture(tmp_path, fake_voc, split):
 
 
 def test_voc2011_uses_torchvision_layout(tmp_path):
-    fake = voc.write_fake_voc(tmp_path, year="2011", n_train=2, n_val=2, size=SIZE)
+    fake = write_fake_voc(tmp_path, year="2011", n_train=2, n_val=2, size=SIZE)
     assert fake.path == (tmp_path / "TrainVal" / "VOCdevkit" / "VOC2011").resolve()
     ds = voc.VOCSegmentation("val", year=2011, root=tmp_path)
     assert ds.ids == fake.splits["val"]
@@ -83,7 +84,7 @@ def test_voc2011_uses_torchvision_layout(tmp_path):
 
 
 def test_sbd_labels_equal_what_was_written(tmp_path):
-    fake = voc.write_fake_sbd(tmp_path, n_train=3, n_val=2, size=SIZE, seed=2)
+    fake = write_fake_sbd(tmp_path, n_train=3, n_val=2, size=SIZE, seed=2)
     mat = scipy.io.loadmat(fake.path / "cls" / f"{fake.splits['train'][0]}.mat")
     assert mat["GTcls"]["Segmentation"][0, 0].dtype == np.uint8
     for split in ("train", "val"):
@@ -100,7 +101,7 @@ def test_sbd_labels_equal_what_was_written(tmp_path):
 
 
 def test_sbd_unpacked_by_hand_is_found(tmp_path):
-    fake = voc.write_fake_sbd(tmp_path / "elsewhere", n_train=2, n_val=1, size=SIZE)
+    fake = write_fake_sbd(tmp_path / "elsewhere", n_train=2, n_val=1, size=SIZE)
     shutil.copytree(fake.path, tmp_path / "benchmark_RELEASE" / "dataset")
     assert (
         voc.dataset_dir("sbd", tmp_path) == (tmp_path / "benchmark_RELEASE" / "dataset").resolve()
@@ -142,7 +143,7 @@ class Sample:
 @pytest.fixture(params=["voc", "sbd"])
 def sample(request, tmp_path):
     if request.param == "voc":
-        fake = voc.write_fake_voc(tmp_path, n_train=2, n_val=1, size=SIZE, seed=4)
+        fake = write_fake_voc(tmp_path, n_train=2, n_val=1, size=SIZE, seed=4)
         name = fake.splits["train"][0]
         label_file = fake.path / "SegmentationClass" / f"{name}.png"
         return Sample(
@@ -153,7 +154,7 @@ def sample(request, tmp_path):
             lambda: voc.VOCSegmentation("train", root=tmp_path)[0],
             lambda label: save_label_png(torch.from_numpy(label), label_file),
         )
-    fake = voc.write_fake_sbd(tmp_path, n_train=2, n_val=1, size=SIZE, seed=4, void=True)
+    fake = write_fake_sbd(tmp_path, n_train=2, n_val=1, size=SIZE, seed=4, void=True)
     name = fake.splits["train"][0]
     label_file = fake.path / "cls" / f"{name}.mat"
     return Sample(
@@ -162,7 +163,7 @@ def sample(request, tmp_path):
         label_file,
         fake.labels[name],
         lambda: voc.SBDSegmentation("train", root=tmp_path)[0],
-        lambda label: voc._write_sbd_mat(label_file, label),
+        lambda label: write_sbd_mat(label_file, label),
     )
 
 
@@ -215,10 +216,10 @@ def test_truncated_or_corrupt_file_is_named(sample, which, damage):
 def test_seg11valid_is_voc2011_val_minus_sbd_train(tmp_path):
     val = [f"2011_{i:06d}" for i in range(8)]
     in_sbd_train, in_sbd_val = val[1:4], [val[4], val[6]]
-    fake = voc.write_fake_voc(
+    fake = write_fake_voc(
         tmp_path, year="2011", ids_train=["2010_000001"], ids_val=val, size=SIZE
     )
-    voc.write_fake_sbd(
+    write_fake_sbd(
         tmp_path,
         ids_train=["2008_000001", *in_sbd_train],
         ids_val=["2008_000002", *in_sbd_val],
@@ -303,7 +304,7 @@ def test_shift_moves_image_and_label_together_and_pads_with_void(compact):
     assert len(offsets) > 20  # many of the 11 x 11 offsets occurred
     assert {d > 0 for d, _ in offsets} == {d > 0 for _, d in offsets} == {True, False}
     with pytest.raises(ValueError, match="max_shift"):
-        voc.RandomShift(-1)
+        RandomShift(-1)
 
 
 def _block_pair(seed=0, block=16, band=3):
@@ -427,13 +428,13 @@ def test_default_root_is_fcn_data(tmp_path, monkeypatch):
     monkeypatch.setenv("FCN_DATA", str(tmp_path))
     with pytest.raises(voc.DatasetNotFoundError, match=f"--root {tmp_path.resolve()}"):
         voc.VOCSegmentation()
-    voc.write_fake_voc(tmp_path, n_train=1, n_val=1, size=SIZE)
+    write_fake_voc(tmp_path, n_train=1, n_val=1, size=SIZE)
     assert len(voc.VOCSegmentation()) == 1
 
 
 def test_download_true_skips_data_already_there(tmp_path, fake_voc):
-    voc.write_fake_sbd(tmp_path, ids_train=["x"], ids_val=["y"], size=SIZE)
-    voc.write_fake_voc(tmp_path, year="2011", n_train=1, n_val=2, size=SIZE)
+    write_fake_sbd(tmp_path, ids_train=["x"], ids_val=["y"], size=SIZE)
+    write_fake_voc(tmp_path, year="2011", n_train=1, n_val=2, size=SIZE)
     # the autouse fixture fails the test if any downloader runs
     assert len(voc.VOCSegmentation("val", root=tmp_path, download=True)) == 2
     assert len(voc.SBDSegmentation("val", root=tmp_path, download=True)) == 1
@@ -446,12 +447,12 @@ def test_fetch_uses_torchvision_download_with_md5(tmp_path, monkeypatch):
 
     def fake_voc_download(url, download_root, *args, **kwargs):
         calls.append((url, kwargs.get("md5")))
-        voc.write_fake_voc(download_root, n_train=2, n_val=1, size=SIZE)
+        write_fake_voc(download_root, n_train=2, n_val=1, size=SIZE)
 
     def fake_sbd_download(url, download_root, *args, **kwargs):
         calls.append((url, kwargs.get("md5")))
         unpacked = Path(download_root) / "benchmark_RELEASE" / "dataset"
-        fake = voc.write_fake_sbd(tmp_path / "scratch", n_train=2, n_val=1, size=SIZE)
+        fake = write_fake_sbd(tmp_path / "scratch", n_train=2, n_val=1, size=SIZE)
         shutil.copytree(fake.path, unpacked)
         (unpacked / "inst").mkdir()
 
@@ -473,10 +474,10 @@ def test_fetch_uses_torchvision_download_with_md5(tmp_path, monkeypatch):
 
 
 def test_scene_content_is_the_same_picture_for_an_id_in_voc_and_sbd(tmp_path):
-    sbd = voc.write_fake_sbd(tmp_path, n_train=3, n_val=1, size=SIZE, content="scenes")
+    sbd = write_fake_sbd(tmp_path, n_train=3, n_val=1, size=SIZE, content="scenes")
     shared = sbd.splits["train"][1]
     val_ids = [shared, "2011_000002"]
-    fake = voc.write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
+    fake = write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
                               size=SIZE, content="scenes")  # fmt: skip
     assert (fake.images[shared] == sbd.images[shared]).all()
     on_voc, on_sbd = fake.labels[shared], sbd.labels[shared]
@@ -488,13 +489,13 @@ def test_scene_content_is_the_same_picture_for_an_id_in_voc_and_sbd(tmp_path):
     _, label = voc.SBDSegmentation("train", root=tmp_path)[1]
     assert (label.numpy() == on_sbd).all()
     with pytest.raises(ValueError, match="content"):
-        voc.write_fake_sbd(tmp_path, content="photos")
+        write_fake_sbd(tmp_path, content="photos")
 
 
 def test_paper_datasets_train_on_sbd_and_validate_on_seg11valid(tmp_path):
-    sbd = voc.write_fake_sbd(tmp_path, n_train=5, n_val=2, size=SIZE, content="scenes")
+    sbd = write_fake_sbd(tmp_path, n_train=5, n_val=2, size=SIZE, content="scenes")
     val_ids = [sbd.splits["train"][0], "2011_000010", "2011_000011"]
-    voc.write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
+    write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=val_ids,
                        size=SIZE, content="scenes")  # fmt: skip
     train, val = voc.paper_datasets(root=tmp_path, crop=40)
     assert train.ids == sbd.splits["train"] and val.ids == ["2011_000010", "2011_000011"]
@@ -503,7 +504,7 @@ def test_paper_datasets_train_on_sbd_and_validate_on_seg11valid(tmp_path):
     assert (label == 255).sum() >= (40 - SIZE[0]) * 40  # rows padded to 40 are void
     assert val[0][0].shape == (3, *SIZE)  # whole images, untouched
     # a VOC 2012 train split that contains a seg11valid image: left out of training, loudly
-    voc.write_fake_voc(tmp_path, year=2012, ids_train=["2011_000010", "2012_000001"],
+    write_fake_voc(tmp_path, year=2012, ids_train=["2011_000010", "2012_000001"],
                        ids_val=["2012_000002"], size=SIZE)  # fmt: skip
     with pytest.warns(UserWarning, match="1 of the 2 voc2012 training images"):
         train, _ = voc.paper_datasets("voc2012", root=tmp_path, crop=None)
@@ -515,8 +516,8 @@ def test_paper_datasets_train_on_sbd_and_validate_on_seg11valid(tmp_path):
 def test_paper_datasets_train_without_augmentation_unless_asked(tmp_path):
     # the paper tried mirroring and 32-pixel jittering, found no noticeable gain, and its final
     # nets train on the images as they are: so do paper_datasets' by default
-    voc.write_fake_sbd(tmp_path, n_train=4, n_val=1, size=SIZE, content="scenes", seed=1)
-    voc.write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=["2011_000010"],
+    write_fake_sbd(tmp_path, n_train=4, n_val=1, size=SIZE, content="scenes", seed=1)
+    write_fake_voc(tmp_path, year=2011, ids_train=["2011_000001"], ids_val=["2011_000010"],
                        size=SIZE, content="scenes")  # fmt: skip
     plain = voc.SBDSegmentation("train", root=tmp_path)
     train, _ = voc.paper_datasets(root=tmp_path, crop=None)
@@ -542,9 +543,9 @@ def test_seg11valid_without_either_dataset_names_both_downloads(tmp_path):
 
 
 def _paper_pair(root, compact):
-    voc.write_fake_sbd(root, n_train=6, n_val=2, size=SIZE, content="scenes", seed=3)
+    write_fake_sbd(root, n_train=6, n_val=2, size=SIZE, content="scenes", seed=3)
     val_ids = ["2011_000010", "2011_000011"]
-    voc.write_fake_voc(root, year=2011, ids_train=["2011_000001"], ids_val=val_ids, size=SIZE,
+    write_fake_voc(root, year=2011, ids_train=["2011_000001"], ids_val=val_ids, size=SIZE,
                        content="scenes")  # fmt: skip
     return voc.paper_datasets(root=root, crop=40, compact=compact)
 

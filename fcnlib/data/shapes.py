@@ -56,12 +56,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from fcnlib.data.labels import IGNORE_INDEX
 from fcnlib.system import torch_threads
 
 __all__ = [
     "CLASSES",
     "GEO_CLASSES",
-    "IGNORE_INDEX",
     "MAX_DEPTH",
     "OBJECT_CLASSES",
     "SPLITS",
@@ -69,7 +69,6 @@ __all__ = [
     "ShapesDataset",
 ]
 
-IGNORE_INDEX = 255
 OBJECT_CLASSES = ("disc", "square", "triangle", "ring", "cross", "bar")
 CLASSES = ("background", *OBJECT_CLASSES)  # label c is CLASSES[c]; 255 is void
 SPLITS = ("train", "val", "test")

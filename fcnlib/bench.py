@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from fcnlib.data import ShapesDataset
 from fcnlib.system import cpu_cores, cpu_description, torch_threads
@@ -477,21 +477,10 @@ def bench_pipeline(
         ``memory`` is ``None`` off CUDA.
     """
     from fcnlib.config import describe_device, pick_device
-    from fcnlib.data import fake, voc
-    from fcnlib.models import fcn
-    from fcnlib.precision import make_grad_scaler, resolve_amp
-    from fcnlib.train import (
-        batch_to,
-        collate,
-        make_loader,
-        make_optimizer,
-        prepare_model,
-        stage_recipe,
-        train_one_epoch,
-    )
+    from fcnlib.precision import resolve_amp
+    from fcnlib.train import stage_recipe
 
     dev = pick_device(device)
-    cuda = dev.type == "cuda"
     defaults = _pipeline_defaults(dev)
     cores = cpu_cores()
     images = defaults["images"] if images is None else int(images)
@@ -501,97 +490,33 @@ def bench_pipeline(
     backbone = backbone or defaults["backbone"]
     channels_last = defaults["channels_last"] if channels_last is None else bool(channels_last)
     workers = _default_workers(cores) if workers is None else tuple(int(n) for n in workers)
-    for name, value in (
-        ("images", images),
-        ("crop", crop),
-        ("batch_size", batch_size),
-        ("steps", 1 if steps is None else steps),
-        ("windows", windows),
-    ):
+    counts = {"images": images, "crop": crop, "batch_size": batch_size, "windows": windows}
+    for name, value in (*counts.items(), ("steps", 1 if steps is None else steps)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if not workers or min(workers) < 0:
         raise ValueError(f"workers must be one or more counts >= 0, got {workers!r}")
     say = _say if verbose else (lambda *_: None)
-
-    base = stage_recipe(
-        "heavy",
-        backbone=backbone,
-        stride=8,
-        staged=True,
-        batch_size=batch_size,
-        amp=amp,
-        channels_last=channels_last,
-    )
+    base = stage_recipe("heavy", backbone=backbone, stride=8, staged=True, batch_size=batch_size,
+                        amp=amp, channels_last=channels_last)  # fmt: skip
     amp_dtype = resolve_amp(dev, amp)
     precision = "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
-    out: dict = {
-        "machine": {
-            "cpu": cpu_description(),
-            "cores": cores,
-            "device": describe_device(dev),
-            "torch": torch.__version__,
-        },
-        "config": {
-            "backbone": backbone,
-            "model": "fcn8s",
-            "n_classes": n_classes,
-            "batch_size": batch_size,
-            "crop": crop,
-            "steps": steps,
-            "windows": windows,
-            "amp": amp,
-            "precision": precision,
-            "channels_last": channels_last,
-            "workers": list(workers),
-            "optimizer": base.optimizer,
-            "momentum": base.momentum,
-            "loss_reduction": base.loss_reduction,
-            "compact": bool(compact),
-        },
-        "memory": None,
-    }
-
+    machine = {"cpu": cpu_description(), "cores": cores, "device": describe_device(dev),
+               "torch": torch.__version__}  # fmt: skip
+    config = {
+        "backbone": backbone, "model": "fcn8s", "n_classes": n_classes,
+        "batch_size": batch_size, "crop": crop, "steps": steps, "windows": windows, "amp": amp,
+        "precision": precision, "channels_last": channels_last, "workers": list(workers),
+        "optimizer": base.optimizer, "momentum": base.momentum,
+        "loss_reduction": base.loss_reduction, "compact": bool(compact),
+    }  # fmt: skip
+    out: dict = {"machine": machine, "config": config, "memory": None}
     temporary = root is None
     where = Path(tempfile.mkdtemp(prefix="fcnlib-pipeline-") if temporary else root)
     cudnn_benchmark = torch.backends.cudnn.benchmark
     try:
-        t0 = time.perf_counter()
-        try:
-            plain = voc.SBDSegmentation("train", root=where)
-            written = False
-        except voc.DatasetNotFoundError:
-            fake.write_fake_sbd(where, n_train=images, n_val=0, size=(h, w))
-            plain, written = voc.SBDSegmentation("train", root=where), True
-        h, w = plain[0][0].shape[-2:]  # as found (SBD images differ: the first one's)
-        ds = voc.SBDSegmentation(
-            "train",
-            root=where,
-            transforms=voc.train_transform(crop, None, mirror=True, compact=compact),
-        )
-        out["data"] = {
-            "root": str(where),
-            "written": written,
-            "removed": temporary,
-            "images": len(ds),
-            "size": (int(h), int(w)),
-            "seconds_to_write": time.perf_counter() - t0 if written else 0.0,
-        }
-        say(
-            f"{len(ds)} SBD-format training images of {h} x {w} "
-            + (
-                f"written to {where} in {time.perf_counter() - t0:.1f} s"
-                if written
-                else f"found in {where}"
-            )
-            + ("; removed at the end" if temporary else "")
-            + f"; crop {crop}, random mirror; batch {batch_size}; handed over as "
-            + (
-                "uint8 images and labels, converted on the device"
-                if compact
-                else "float32 images and int64 labels"
-            )
-        )
+        ds, out["data"] = _pipeline_data(where, images, (h, w), crop, compact, temporary)
+        say(_data_line(out["data"], crop, batch_size, compact))
         reduction = "summed" if base.loss_reduction == "sum" else "mean"
         say(
             f"FCN-8s ({backbone}, random weights, {n_classes} classes), heavy recipe's optimizer "
@@ -599,176 +524,263 @@ def bench_pipeline(
             f"{precision}, channels_last {'on' if channels_last else 'off'}; "
             f"{cores} CPU cores available"
         )
-
-        def loader_for(n_workers: int, n_batches: int, seed: int):
-            config = base.replace(num_workers=n_workers)
-            gen = torch.Generator().manual_seed(seed)
-            sampler = RandomSampler(ds, num_samples=n_batches * batch_size, generator=gen)
-            return make_loader(ds, config, dev, seed=seed, shuffle=True, sampler=sampler)
-
-        # the CPU cost of one item, in this process, on one thread
-        with torch_threads(1):
-            n_items = min(len(ds), 32)
-            ds[0]
-            times = []
-            for i in range(n_items):
-                t0 = time.perf_counter()
-                ds[i]
-                times.append(time.perf_counter() - t0)
-        out["item_ms"] = item_ms = 1000 * statistics.median(times)
-        say(
-            f"one item (dataset[i] in this process on 1 thread, median of {n_items}): "
-            f"{item_ms:.2f} ms of CPU, so one core feeds {1000 / item_ms:.0f} images/s"
+        bench = _Bench(ds, base, dev, batch_size, windows, say)
+        out["item_ms"] = _item_ms(ds, say)
+        steps = _bench_step(bench, out, backbone=backbone, n_classes=n_classes, steps=steps)
+        out["loader"], out["loader_windows"], out["config"]["loader_batches"] = _bench_loader(
+            bench, workers, steps
         )
-
-        # (b) the step alone, on one batch already on the device
-        model = fcn(backbone, n_classes=n_classes, stride=8, pretrained=False, progress=False)
-        runner = prepare_model(model, config=base, device=dev)
-        optimizer = make_optimizer(model, base)
-        scaler = make_grad_scaler(dev, amp)
-        x, y = collate([ds[i % len(ds)] for i in range(batch_size)])
-        x, y = batch_to(x, y, dev, channels_last=channels_last)
-
-        def train(batches) -> None:
-            train_one_epoch(
-                runner, batches, optimizer, config=base, device=dev, scaler=scaler, progress=False
-            )
-
-        if cuda:
-            _sync(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-        train([(x, y)])  # cuDNN autotunes on the first step
-        _sync(dev)
-        t0 = time.perf_counter()
-        train([(x, y)])
-        _sync(dev)
-        one_step = time.perf_counter() - t0
-        chosen = steps is None
-        if chosen:  # a timed window of about WINDOW_S seconds, 1 to 50 steps
-            steps = max(1, min(50, math.ceil(_WINDOW_S / max(one_step, 1e-6))))
-        out["config"]["steps"] = steps
-        say(
-            f"images/s: median of {windows} timed windows of {steps} batch"
-            + ("es" if steps > 1 else "")
-            + (f" (about {_WINDOW_S} s of steps each)" if chosen else "")
-            + ", after a warm-up"
-            + (" (clock read after torch.cuda.synchronize)" if cuda else "")
-        )
-        train([(x, y)] * max(0, steps - 2))  # the rest of a warm-up window
-        _sync(dev)
-        if cuda:
-            first_peak = torch.cuda.max_memory_allocated(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-        rates = []
-        for _ in range(windows):
-            t0 = time.perf_counter()
-            train([(x, y)] * steps)
-            _sync(dev)
-            rates.append(steps * batch_size / (time.perf_counter() - t0))
-        out["step_windows"], out["step"] = rates, _median_rate(rates)
-        step_rate = out["step"]
-        say(
-            f"step alone (forward + loss + backward + SGD step on one batch already on "
-            f"{dev.type}): {step_rate:.1f} images/s"
-        )
-        if cuda:
-            steady_peak = torch.cuda.max_memory_allocated(dev)
-            out["memory"] = {"first_peak_bytes": first_peak, "steady_peak_bytes": steady_peak}
-            say(
-                f"step memory (max_memory_allocated: weights, gradients, optimizer state, "
-                f"batch):\n  {first_peak / 2**30:8.2f} GiB first steps (the warm-up window; "
-                f"its first step holds cuDNN's autotuning workspace: cudnn.benchmark tries\n"
-                f"{'':14s}algorithms with large scratch buffers, freed afterwards)\n"
-                f"  {steady_peak / 2**30:8.2f} GiB steady state (peak reset after the warm-up,"
-                f" then the timed windows)"
-            )
-        del x, y
-
-        # (a) the loader alone
-        out["loader"], out["loader_windows"] = {}, {}
-        # batches are cheap next to steps: windows of at least 10, so none is one queue pop
-        batches = max(steps, 10)
-        out["config"]["loader_batches"] = batches
-        say(
-            f"loader alone (a DataLoader as fit builds it, pin_memory {'on' if cuda else 'off'}; "
-            f"batches fetched, nothing else; windows of {batches} batches):"
-        )
-        for n_workers in workers:
-            warm = batches + 2 * n_workers  # two batches in flight per worker (prefetch)
-            it = iter(loader_for(n_workers, warm + windows * batches, seed=n_workers))
-            for _ in range(warm):
-                next(it)
-            rates = []
-            for _ in range(windows):
-                t0 = time.perf_counter()
-                for _ in range(batches):
-                    next(it)
-                rates.append(batches * batch_size / (time.perf_counter() - t0))
-            del it  # shuts the workers down
-            out["loader_windows"][n_workers] = rates
-            out["loader"][n_workers] = rate = _median_rate(rates)
-            say(f"  {n_workers:2d} workers: {rate:8.1f} images/s")
-
-        # (c) the two together: the real loop over the DataLoader
-        out["loop"], out["loop_windows"], out["loop_over_step"] = {}, {}, {}
-        say("loop (train_one_epoch over the DataLoader):")
-        for n_workers in workers:
-            warm = max(2, 2 * n_workers)  # the model is warm; the workers start and fill up
-            it = iter(loader_for(n_workers, warm + windows * steps, seed=100 + n_workers))
-            train(islice(it, warm))
-            _sync(dev)
-            rates = []
-            for _ in range(windows):
-                t0 = time.perf_counter()
-                train(islice(it, steps))
-                _sync(dev)
-                rates.append(steps * batch_size / (time.perf_counter() - t0))
-            del it
-            out["loop_windows"][n_workers] = rates
-            out["loop"][n_workers] = rate = _median_rate(rates)
-            out["loop_over_step"][n_workers] = ratio = rate / step_rate
-            waits = (
-                f"the loop waits {100 * (1 - ratio):.0f}% of the time"
-                if ratio < 1
-                else "no wait measurable"
-            )
-            say(
-                f"  {n_workers:2d} workers: {rate:8.1f} images/s, loop / step = {ratio:.2f}: "
-                + waits
-            )
-
-        # (d) the projection
-        best = max(out["loop"], key=lambda n: (out["loop"][n], -n))
-        n_images = (
-            len(OFFICIAL_SCHEDULE["stages"])
-            * OFFICIAL_SCHEDULE["iterations_per_stage"]
-            * OFFICIAL_SCHEDULE["batch_size"]
-        )
-        sbd_train = voc.SPLIT_SIZES["sbd"]["train"]
-        out["projection"] = proj = {
-            **OFFICIAL_SCHEDULE,
-            "images": n_images,
-            "sbd_train": sbd_train,
-            "epochs": n_images / sbd_train,
-            "loop_workers": best,
-            "loop_rate": out["loop"][best],
-            "step_rate": step_rate,
-            "hours_loop": n_images / out["loop"][best] / 3600,
-            "hours_step": n_images / step_rate / 3600,
-        }
-        say(
-            f"projection, the official heavy recipe's schedule (the authors' solve.py): "
-            f"{' -> '.join(OFFICIAL_SCHEDULE['stages'])},\n  100,000 iterations per stage at "
-            f"batch 1 = {n_images:,} images ({proj['epochs']:.1f} passes over SBD train's "
-            f"{sbd_train:,}),\n  at the rates above (batch {batch_size}, crop {crop}):"
-        )
-        say(
-            f"  {proj['hours_loop']:8.1f} h at the loop's {proj['loop_rate']:.1f} images/s "
-            f"({best} workers)"
-        )
-        say(f"  {proj['hours_step']:8.1f} h at the step-alone {step_rate:.1f} images/s")
+        _bench_loop(bench, out, workers, steps)
+        out["projection"] = _projection(out["loop"], out["step"], batch_size, crop, say)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
         if temporary:
             shutil.rmtree(where, ignore_errors=True)
     return out
+
+
+class _Bench:
+    """What the measurements of :func:`bench_pipeline` share: the data, the recipe, the device,
+    and, once :func:`_bench_step` has built the net, ``train(batches)``."""
+
+    def __init__(self, ds, base, dev: torch.device, batch_size: int, windows: int, say) -> None:
+        self.ds, self.base, self.dev = ds, base, dev
+        self.batch_size, self.windows, self.say = batch_size, windows, say
+        self.train: Callable[..., None] = lambda batches: None
+
+    def loader(self, n_workers: int, n_batches: int, seed: int) -> DataLoader:
+        """A DataLoader as fit builds it, over ``n_batches`` random batches of the images."""
+        from fcnlib.train import make_loader
+
+        config = self.base.replace(num_workers=n_workers)
+        gen = torch.Generator().manual_seed(seed)
+        sampler = RandomSampler(self.ds, num_samples=n_batches * self.batch_size, generator=gen)
+        return make_loader(self.ds, config, self.dev, seed=seed, shuffle=True, sampler=sampler)
+
+    def rates(self, run: Callable[[], object], batches: int, *, sync: bool = True) -> list[float]:
+        """images/s of ``run()`` (``batches`` batches) in each of the timed windows."""
+        rates = []
+        for _ in range(self.windows):
+            t0 = time.perf_counter()
+            run()
+            if sync:
+                _sync(self.dev)
+            rates.append(batches * self.batch_size / (time.perf_counter() - t0))
+        return rates
+
+
+def _pipeline_data(
+    where: Path, images: int, size: tuple[int, int], crop: int, compact: bool, temporary: bool
+) -> tuple[Dataset, dict]:
+    """SBD's training set under ``where`` (fake images written there if it holds none), with
+    the paper's training transform; and what :func:`bench_pipeline` reports of it."""
+    from fcnlib.data import fake, voc
+
+    t0 = time.perf_counter()
+    try:
+        plain = voc.SBDSegmentation("train", root=where)
+        written = False
+    except voc.DatasetNotFoundError:
+        fake.write_fake_sbd(where, n_train=images, n_val=0, size=size)
+        plain, written = voc.SBDSegmentation("train", root=where), True
+    h, w = plain[0][0].shape[-2:]  # as found (SBD images differ: the first one's)
+    transforms = voc.train_transform(crop, None, mirror=True, compact=compact)
+    ds = voc.SBDSegmentation("train", root=where, transforms=transforms)
+    seconds = time.perf_counter() - t0 if written else 0.0
+    return ds, {"root": str(where), "written": written, "removed": temporary, "images": len(ds),
+                "size": (int(h), int(w)), "seconds_to_write": seconds}  # fmt: skip
+
+
+def _data_line(data: dict, crop: int, batch_size: int, compact: bool) -> str:
+    h, w = data["size"]
+    where = data["root"]
+    found = (
+        f"written to {where} in {data['seconds_to_write']:.1f} s"
+        if data["written"]
+        else f"found in {where}"
+    )
+    handed = (
+        "uint8 images and labels, converted on the device"
+        if compact
+        else "float32 images and int64 labels"
+    )
+    return (
+        f"{data['images']} SBD-format training images of {h} x {w} {found}"
+        + ("; removed at the end" if data["removed"] else "")
+        + f"; crop {crop}, random mirror; batch {batch_size}; handed over as {handed}"
+    )
+
+
+def _item_ms(ds: Dataset, say: Callable[..., None]) -> float:
+    """The CPU cost of one item, in this process, on one thread: the median, in ms."""
+    with torch_threads(1):
+        n_items = min(len(ds), 32)
+        ds[0]
+        times = []
+        for i in range(n_items):
+            t0 = time.perf_counter()
+            ds[i]
+            times.append(time.perf_counter() - t0)
+    item_ms = 1000 * statistics.median(times)
+    say(
+        f"one item (dataset[i] in this process on 1 thread, median of {n_items}): "
+        f"{item_ms:.2f} ms of CPU, so one core feeds {1000 / item_ms:.0f} images/s"
+    )
+    return item_ms
+
+
+def _bench_step(
+    bench: _Bench, out: dict, *, backbone: str, n_classes: int, steps: int | None
+) -> int:
+    """The step alone, on one batch already on the device: ``out["step"]``,
+    ``out["step_windows"]`` and on CUDA ``out["memory"]``. Sets ``bench.train``; returns the
+    steps per timed window (chosen here when ``steps`` is None)."""
+    from fcnlib.models import fcn
+    from fcnlib.precision import make_grad_scaler
+    from fcnlib.train import batch_to, collate, make_optimizer, prepare_model, train_one_epoch
+
+    dev, base, ds, say = bench.dev, bench.base, bench.ds, bench.say
+    cuda = dev.type == "cuda"
+    model = fcn(backbone, n_classes=n_classes, stride=8, pretrained=False, progress=False)
+    runner = prepare_model(model, config=base, device=dev)
+    optimizer = make_optimizer(model, base)
+    scaler = make_grad_scaler(dev, base.amp)
+    x, y = collate([ds[i % len(ds)] for i in range(bench.batch_size)])
+    x, y = batch_to(x, y, dev, channels_last=base.channels_last)
+
+    def train(batches) -> None:
+        train_one_epoch(
+            runner, batches, optimizer, config=base, device=dev, scaler=scaler, progress=False
+        )
+
+    bench.train = train
+    if cuda:
+        _sync(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    train([(x, y)])  # cuDNN autotunes on the first step
+    _sync(dev)
+    t0 = time.perf_counter()
+    train([(x, y)])
+    _sync(dev)
+    one_step = time.perf_counter() - t0
+    chosen = steps is None
+    if chosen:  # a timed window of about WINDOW_S seconds, 1 to 50 steps
+        steps = max(1, min(50, math.ceil(_WINDOW_S / max(one_step, 1e-6))))
+    out["config"]["steps"] = steps
+    say(
+        f"images/s: median of {bench.windows} timed windows of {steps} batch"
+        + ("es" if steps > 1 else "")
+        + (f" (about {_WINDOW_S} s of steps each)" if chosen else "")
+        + ", after a warm-up"
+        + (" (clock read after torch.cuda.synchronize)" if cuda else "")
+    )
+    train([(x, y)] * max(0, steps - 2))  # the rest of a warm-up window
+    _sync(dev)
+    if cuda:
+        first_peak = torch.cuda.max_memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    rates = bench.rates(lambda: train([(x, y)] * steps), steps)
+    out["step_windows"], out["step"] = rates, _median_rate(rates)
+    say(
+        f"step alone (forward + loss + backward + SGD step on one batch already on "
+        f"{dev.type}): {out['step']:.1f} images/s"
+    )
+    if cuda:
+        steady_peak = torch.cuda.max_memory_allocated(dev)
+        out["memory"] = {"first_peak_bytes": first_peak, "steady_peak_bytes": steady_peak}
+        say(
+            f"step memory (max_memory_allocated: weights, gradients, optimizer state, "
+            f"batch):\n  {first_peak / 2**30:8.2f} GiB first steps (the warm-up window; "
+            f"its first step holds cuDNN's autotuning workspace: cudnn.benchmark tries\n"
+            f"{'':14s}algorithms with large scratch buffers, freed afterwards)\n"
+            f"  {steady_peak / 2**30:8.2f} GiB steady state (peak reset after the warm-up,"
+            f" then the timed windows)"
+        )
+    return steps
+
+
+def _bench_loader(bench: _Bench, workers: Sequence[int], steps: int) -> tuple[dict, dict, int]:
+    """The loader alone, batches fetched and nothing else: ``(rates, windows, batches per
+    window)``; one iterator lives through warm-up and windows, so no worker restarts inside."""
+    loader, windows = {}, {}
+    # batches are cheap next to steps: windows of at least 10, so none is one queue pop
+    batches = max(steps, 10)
+    bench.say(
+        f"loader alone (a DataLoader as fit builds it, pin_memory "
+        f"{'on' if bench.dev.type == 'cuda' else 'off'}; batches fetched, nothing else; "
+        f"windows of {batches} batches):"
+    )
+    for n_workers in workers:
+        warm = batches + 2 * n_workers  # two batches in flight per worker (prefetch)
+        it = iter(bench.loader(n_workers, warm + bench.windows * batches, seed=n_workers))
+        for _ in range(warm):
+            next(it)
+        rates = bench.rates(lambda it=it: [next(it) for _ in range(batches)], batches, sync=False)
+        del it  # shuts the workers down
+        windows[n_workers] = rates
+        loader[n_workers] = rate = _median_rate(rates)
+        bench.say(f"  {n_workers:2d} workers: {rate:8.1f} images/s")
+    return loader, windows, batches
+
+
+def _bench_loop(bench: _Bench, out: dict, workers: Sequence[int], steps: int) -> None:
+    """The two together, train_one_epoch over the DataLoader: ``out["loop"]``,
+    ``out["loop_windows"]`` and ``out["loop_over_step"]``, per worker count."""
+    out["loop"], out["loop_windows"], out["loop_over_step"] = {}, {}, {}
+    bench.say("loop (train_one_epoch over the DataLoader):")
+    for n_workers in workers:
+        warm = max(2, 2 * n_workers)  # the model is warm; the workers start and fill up
+        it = iter(bench.loader(n_workers, warm + bench.windows * steps, seed=100 + n_workers))
+        bench.train(islice(it, warm))
+        _sync(bench.dev)
+        rates = bench.rates(lambda it=it: bench.train(islice(it, steps)), steps)
+        del it
+        out["loop_windows"][n_workers] = rates
+        out["loop"][n_workers] = rate = _median_rate(rates)
+        out["loop_over_step"][n_workers] = ratio = rate / out["step"]
+        waits = (
+            f"the loop waits {100 * (1 - ratio):.0f}% of the time"
+            if ratio < 1
+            else "no wait measurable"
+        )
+        bench.say(
+            f"  {n_workers:2d} workers: {rate:8.1f} images/s, loop / step = {ratio:.2f}: " + waits
+        )
+
+
+def _projection(
+    loop: dict, step_rate: float, batch_size: int, crop: int, say: Callable[..., None]
+) -> dict:
+    """Hours of the official schedule at the best loop rate and at the step-alone rate."""
+    from fcnlib.data import voc
+
+    best = max(loop, key=lambda n: (loop[n], -n))
+    n_images = (
+        len(OFFICIAL_SCHEDULE["stages"])
+        * OFFICIAL_SCHEDULE["iterations_per_stage"]
+        * OFFICIAL_SCHEDULE["batch_size"]
+    )
+    sbd_train = voc.SPLIT_SIZES["sbd"]["train"]
+    proj = {
+        **OFFICIAL_SCHEDULE,
+        "images": n_images,
+        "sbd_train": sbd_train,
+        "epochs": n_images / sbd_train,
+        "loop_workers": best,
+        "loop_rate": loop[best],
+        "step_rate": step_rate,
+        "hours_loop": n_images / loop[best] / 3600,
+        "hours_step": n_images / step_rate / 3600,
+    }
+    say(
+        f"projection, the official heavy recipe's schedule (the authors' solve.py): "
+        f"{' -> '.join(OFFICIAL_SCHEDULE['stages'])},\n  100,000 iterations per stage at "
+        f"batch 1 = {n_images:,} images ({proj['epochs']:.1f} passes over SBD train's "
+        f"{sbd_train:,}),\n  at the rates above (batch {batch_size}, crop {crop}):"
+    )
+    say(
+        f"  {proj['hours_loop']:8.1f} h at the loop's {proj['loop_rate']:.1f} images/s "
+        f"({best} workers)"
+    )
+    say(f"  {proj['hours_step']:8.1f} h at the step-alone {step_rate:.1f} images/s")
+    return proj

@@ -45,8 +45,6 @@ _MODELS = {"fcn32s": 32, "fcn16s": 16, "fcn8s": 8, "fcn4s": 4}
 
 def build_parser() -> argparse.ArgumentParser:
     import fcnlib
-    from fcnlib.backbones import BACKBONES
-    from fcnlib.recipes import RECIPES
 
     prog = _prog()
     parser = argparse.ArgumentParser(
@@ -62,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print fcnlib's and torch's versions and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_train_parser, _eval_parser, _predict_parser, _bench_parser, _data_parser):
+        add(sub)
+    return parser
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from fcnlib.backbones import BACKBONES
+    from fcnlib.recipes import RECIPES
 
     train = sub.add_parser(
         "train",
@@ -137,6 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CKPT",
         help="staged training: start from a coarser FCN's checkpoint",
     )
+    _run_arguments(train)
+    _data_args(train)
+    train.add_argument(
+        "--train-set",
+        choices=["sbd", "voc2011", "voc2012"],
+        default="sbd",
+        help="--data voc: the training images (SBD train, as the paper)",
+    )
+    train.add_argument(
+        "--crop",
+        type=_positive("--crop"),
+        default=500,
+        help="--data voc: random crop side; smaller images are padded with void, so 500 keeps "
+        "every VOC image whole",
+    )
+
+
+def _run_arguments(train: argparse.ArgumentParser) -> None:
+    """train's options about the run's record and speed: checkpoint, resume, precision."""
+    from fcnlib.precision import AMP_CHOICES
+
     train.add_argument(
         "--checkpoint",
         type=Path,
@@ -153,27 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     speed = train.add_argument_group("speed switches (see fcnlib.train.TrainConfig)")
     speed.add_argument(
         "--amp",
-        choices=["auto", "bf16", "fp16", "off"],
+        choices=AMP_CHOICES,
         help="mixed precision (default: the recipe's; 'auto': bf16 where the hardware has it, "
         "fp16 on older GPUs, float32 on most CPUs)",
     )
     speed.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     speed.add_argument("--compile", action="store_true", help="torch.compile the model")
-    _data_args(train)
-    train.add_argument(
-        "--train-set",
-        choices=["sbd", "voc2011", "voc2012"],
-        default="sbd",
-        help="--data voc: the training images (SBD train, as the paper)",
-    )
-    train.add_argument(
-        "--crop",
-        type=_positive("--crop"),
-        default=500,
-        help="--data voc: random crop side; smaller images are padded with void, so 500 keeps "
-        "every VOC image whole",
-    )
 
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval",
         help="the paper's four metrics for a checkpoint",
@@ -188,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_args(ev)
 
+
+def _predict_parser(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser(
         "predict",
         help="label images: class-index mask and overlay PNGs",
@@ -209,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
     be = sub.add_parser(
         "bench",
         help="benchmarks (numbers, not tests)",
@@ -216,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _bench_arguments(be)
 
+
+def _data_parser(sub: argparse._SubParsersAction) -> None:
     da = sub.add_parser(
         "data",
         help="download the real datasets (PASCAL VOC, SBD)",
@@ -230,7 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
         "training labels)",
     )
     da.add_argument("--root", type=Path, help="default: $FCN_DATA (fcnlib.config.data_dir)")
-    return parser
 
 
 def _prog() -> str:

@@ -309,6 +309,44 @@ def batch_to(
     return images, labels
 
 
+def _check_finite(value: float, where: str, config: TrainConfig) -> None:
+    """FloatingPointError for a nan/inf loss, raised before the weights are touched."""
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"loss is {value} at {where}, amp {config.amp!r}); stopped before updating the "
+            f"weights. Try a lower learning rate, amp='off' (fp16 overflows), grad_clip, or "
+            f"check the inputs for nan/inf with torch.isfinite(images).all()."
+        )
+
+
+def _check_bounded(value: float, limit: float, divergence: float, where: str) -> None:
+    """DivergenceError for a loss above ``limit``, raised before the weights are touched."""
+    if value > limit:
+        raise DivergenceError(
+            f"training diverged: loss {value:.3g} at {where}) is more than {divergence:g}x "
+            f"the loss the run started from or a uniform guess's (bound {limit:.3g}); stopped "
+            "before updating the weights. Lower the learning rate (or set grad_clip), or pass "
+            "divergence=None if such a loss is expected."
+        )
+
+
+def _update(
+    model: nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float | None,
+) -> None:
+    """One optimizer step: backward through the (possibly disabled) scaler, clip, step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+    scaler.update()
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -375,35 +413,15 @@ def train_one_epoch(
             class_weights=weights,
         )
         value = loss.item()  # one sync per step; it buys the nan check below
-        if not math.isfinite(value):
-            lr = optimizer.param_groups[0]["lr"]
-            raise FloatingPointError(
-                f"loss is {value} at epoch {epoch}, step {steps} (lr {lr:.3g}, amp "
-                f"{config.amp!r}); stopped before updating the weights. Try a lower learning "
-                f"rate, amp='off' (fp16 overflows), grad_clip, or check the inputs for nan/inf "
-                f"with torch.isfinite(images).all()."
-            )
+        where = f"epoch {epoch}, step {steps} (lr {optimizer.param_groups[0]['lr']:.3g}"
+        _check_finite(value, where, config)
         first = value if first is None else first
         if divergence is not None:
             if limit is None:
                 reference = value if start_loss is None else start_loss
                 limit = divergence * max(reference, _uniform_loss(logits, labels, config, weights))
-            if value > limit:
-                lr = optimizer.param_groups[0]["lr"]
-                raise DivergenceError(
-                    f"training diverged: loss {value:.3g} at epoch {epoch}, step {steps} is "
-                    f"more than {divergence:g}x the loss the run started from or a uniform "
-                    f"guess's (bound {limit:.3g}; lr {lr:.3g}); stopped before updating the "
-                    "weights. Lower the learning rate (or set grad_clip), or pass "
-                    "divergence=None if such a loss is expected."
-                )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if config.grad_clip is not None:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
-        scaler.update()
+            _check_bounded(value, limit, divergence, where)
+        _update(model, loss, optimizer, scaler, config.grad_clip)
         if scheduler is not None:
             scheduler.step()
         total, steps, images_seen = total + value, steps + 1, images_seen + len(images)
@@ -730,16 +748,7 @@ def fit(
     weights = None
     if config.class_weights == "balanced":
         weights = balanced_class_weights(_label_counts(train_set, config, n_classes))
-    history, start, step = History(), 0, 0
-    if state is None:
-        seed_everything(config.seed)
-    else:
-        configured = [g["lr"] for g in optimizer.param_groups]  # this call's config.lr
-        restore(state, model=model, optimizer=optimizer, scaler=scaler)
-        for group, lr in zip(optimizer.param_groups, configured, strict=True):
-            group["lr"] = lr  # the base rate; the scheduler puts it at the resumed step
-        set_rng_state(state["rng"])
-        history, start, step = History(state["history"]), state["epoch"], state["step"]
+    history, start, step = _start_run(state, config, model, optimizer, scaler)
     # built after restoring: a longer (or shorter) run's schedule, at the step reached
     scheduler = make_scheduler(
         optimizer, config, config.epochs * steps_per_epoch, start_step=step if start else 0
@@ -760,80 +769,32 @@ def fit(
             bar.set_postfix(shown, refresh=False)
             if sampler is not None:
                 sampler.set_epoch(epoch)  # shuffles with seed * 1000 + epoch, like the generator
-            loader = make_loader(
-                train_set,
-                config,
-                device,
-                seed=config.seed * 1000 + epoch,
-                shuffle=True,
-                sampler=sampler,
-            )
+            loader = make_loader(train_set, config, device, seed=config.seed * 1000 + epoch,
+                                 shuffle=True, sampler=sampler)  # fmt: skip
             kept = f" {path} keeps epoch {epoch}." if path is not None and epoch else ""
             try:
                 stats = train_one_epoch(
-                    runner,
-                    loader,
-                    optimizer,
-                    config=config,
-                    device=device,
-                    scheduler=scheduler,
-                    scaler=scaler,
-                    class_weights=weights,
-                    epoch=epoch + 1,
-                    progress=bar,
-                    divergence=divergence,
+                    runner, loader, optimizer, config=config, device=device,
+                    scheduler=scheduler, scaler=scaler, class_weights=weights, epoch=epoch + 1,
+                    progress=bar, divergence=divergence,
                     start_loss=history[0].get("first_loss") if history else None,
-                )
+                )  # fmt: skip
             except FloatingPointError as e:
                 raise type(e)(f"{e}{kept}") from e
-            if not _weights_finite(model):
-                raise FloatingPointError(
-                    f"the weights are no longer finite after epoch {epoch + 1} (lr "
-                    f"{optimizer.param_groups[0]['lr']:.3g}): lower the learning rate, set "
-                    f"grad_clip, or use amp='off'.{kept}"
-                )
+            _check_weights(model, optimizer, epoch + 1, kept)
             stats = reduce_epoch_stats(stats)  # mean loss over the ranks (as is, in one process)
             step += stats["steps"]
             record = {"epoch": epoch + 1, "step": step, **stats}
             last = epoch + 1 == config.epochs
             if val_set is not None and ((epoch + 1) % eval_every == 0 or last):
-                shard = ShardSampler(val_set) if distributed else None  # no padding: count once
-                val_loader = make_loader(val_set, config, device, seed=0, shuffle=False,
-                                     sampler=shard, batch_size=config.eval_batch_size)  # fmt: skip
-                if distributed:
-                    # Every rank scores rank 0's weights and BatchNorm statistics (those that
-                    # the checkpoint keeps) with the plain module: DDP's forward syncs buffers
-                    # across ranks, which would hang when the shards have different numbers of
-                    # batches.
-                    broadcast_buffers(model)
-                scores = evaluate(
-                    model if distributed else runner,
-                    val_loader,
-                    n_classes=n_classes,
-                    device=device,
-                    amp=precision_dtype(precision),
-                    channels_last=config.channels_last,
-                    ignore_index=config.ignore_index,
-                    all_reduce=distributed,
-                )
+                scores = _validate(model, runner, val_set, config, device, precision, n_classes)
                 record.update(scores.as_dict(), iu=scores.iu.tolist())
             history.append(record)
-            if "mean_iu" in record:  # the validation score, else the training loss
-                shown.pop("loss", None)
-                shown["mIU"] = f"{100 * record['mean_iu']:.1f}"
-            elif "mIU" not in shown:
-                shown["loss"] = f"{stats['loss']:.3g}"
-            bar.set_postfix(shown)
+            _show(bar, shown, record)
             if record_run:
                 save = dict(epoch=epoch + 1, step=step, config=config, history=history,
                             extra=extra, precision=precision)  # fmt: skip
-                save_checkpoint(path, **objects, **save)
-                if record.get("mean_iu", -math.inf) > best:  # nan compares False: not best
-                    best = record["mean_iu"]
-                    save_checkpoint(run_files(path)["best"], model=model, **save)
-                write_metrics(run_files(path)["metrics"], history)
-                if board is not None:
-                    _log_epoch(board, record)
+                best = _record_epoch(path, objects, save, best, board)
             if path is not None:
                 barrier()  # the other ranks wait until the files are complete
     finally:
@@ -842,6 +803,90 @@ def fit(
         if board is not None:
             board.close()
     return history
+
+
+def _start_run(
+    state: dict | None,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> tuple[History, int, int]:
+    """``(history, epoch, step)`` to start from: a fresh run seeded, or the saved one restored."""
+    if state is None:
+        seed_everything(config.seed)
+        return History(), 0, 0
+    configured = [g["lr"] for g in optimizer.param_groups]  # this call's config.lr
+    restore(state, model=model, optimizer=optimizer, scaler=scaler)
+    for group, lr in zip(optimizer.param_groups, configured, strict=True):
+        group["lr"] = lr  # the base rate; the scheduler puts it at the resumed step
+    set_rng_state(state["rng"])
+    return History(state["history"]), state["epoch"], state["step"]
+
+
+def _check_weights(model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, kept: str):
+    """FloatingPointError if a weight stopped being finite (``kept``: what the record keeps)."""
+    if not _weights_finite(model):
+        raise FloatingPointError(
+            f"the weights are no longer finite after epoch {epoch} (lr "
+            f"{optimizer.param_groups[0]['lr']:.3g}): lower the learning rate, set "
+            f"grad_clip, or use amp='off'.{kept}"
+        )
+
+
+def _validate(
+    model: nn.Module,
+    runner: nn.Module,
+    val_set: Dataset,
+    config: TrainConfig,
+    device: torch.device,
+    precision: str,
+    n_classes: int,
+) -> Scores:
+    """The epoch's validation scores, in the run's precision, split across the processes."""
+    distributed = is_distributed()
+    shard = ShardSampler(val_set) if distributed else None  # no padding: count once
+    val_loader = make_loader(val_set, config, device, seed=0, shuffle=False, sampler=shard,
+                             batch_size=config.eval_batch_size)  # fmt: skip
+    if distributed:
+        # Every rank scores rank 0's weights and BatchNorm statistics (those that the
+        # checkpoint keeps) with the plain module: DDP's forward syncs buffers across ranks,
+        # which would hang when the shards have different numbers of batches.
+        broadcast_buffers(model)
+    return evaluate(
+        model if distributed else runner,
+        val_loader,
+        n_classes=n_classes,
+        device=device,
+        amp=precision_dtype(precision),
+        channels_last=config.channels_last,
+        ignore_index=config.ignore_index,
+        all_reduce=distributed,
+    )
+
+
+def _show(bar: tqdm, shown: dict[str, str], record: dict) -> None:
+    """The run's bar shows the epoch and the last validation mean IU (%), else the loss."""
+    if "mean_iu" in record:
+        shown.pop("loss", None)
+        shown["mIU"] = f"{100 * record['mean_iu']:.1f}"
+    elif "mIU" not in shown:
+        shown["loss"] = f"{record['loss']:.3g}"
+    bar.set_postfix(shown)
+
+
+def _record_epoch(path: Path, objects: dict, save: dict, best: float, board: Any) -> float:
+    """Write the epoch's record: checkpoint, best weights if best, metrics, TensorBoard.
+    Returns the best mean IU so far."""
+    record = save["history"][-1]
+    save_checkpoint(path, **objects, **save)
+    if record.get("mean_iu", -math.inf) > best:  # nan compares False: not best
+        best = record["mean_iu"]
+        save_checkpoint(run_files(path)["best"], model=objects["model"], **save)
+    write_metrics(run_files(path)["metrics"], save["history"])
+    if board is not None:
+        _log_epoch(board, record)
+    return best
 
 
 def _tensorboard_writer(path: Path, start: int) -> Any:

@@ -985,6 +985,27 @@ def draw_transposed_conv(
     return ax.figure
 
 
+def _crop_geometry(net: FCN, h: int, w: int) -> tuple[dict, tuple, list, list]:
+    """``(map sizes, first conv's padding, score_fr unit centres per axis, crop per axis)``."""
+    from torch import nn
+
+    from fcnlib.receptive_field import CoordMap, coord_map, crop_offset
+
+    sizes = _map_sizes(net, (h, w))
+    up = getattr(net, net.final_name)
+    to_score = [*net.features.values(), net.fc, net.score_fr]
+    first = next(m for s in net.features.values() for m in s.modules() if isinstance(m, nn.Conv2d))
+    pad = tuple(int(p) for p in (first.padding if isinstance(first.padding, tuple) else (0, 0)))
+    centres, crop = [], []
+    for axis in (-2, -1):  # height, then width
+        score = coord_map(to_score, axis=axis, input_size=(h, w))
+        n = sizes["score_fr"][axis]
+        centres.append([score.inverse()(j) for j in range(n)])  # unit j over input x
+        upmap = coord_map([*to_score, up], axis=axis, input_size=(h, w))
+        crop.append(crop_offset(upmap, CoordMap.identity()))
+    return sizes, pad, centres, crop
+
+
 def draw_crop_geometry(
     net: FCN | None = None,
     *,
@@ -1024,10 +1045,8 @@ def draw_crop_geometry(
     >>> plt.close(fig)
     """
     import matplotlib.pyplot as plt
-    from torch import nn
 
     from fcnlib.models import fcn32s
-    from fcnlib.receptive_field import CoordMap, coord_map, crop_offset
 
     if net is None:
         with torch.device("meta"):
@@ -1038,19 +1057,8 @@ def draw_crop_geometry(
             f"strides {net.skip_strides}"
         )
     h, w = _hw(size) if image is None else (int(image.shape[-2]), int(image.shape[-1]))
-    sizes = _map_sizes(net, (h, w))
+    sizes, pad, centres, crop = _crop_geometry(net, h, w)
     name = net.final_name  # "upscore"
-    up = getattr(net, name)
-    to_score = [*net.features.values(), net.fc, net.score_fr]
-    first = next(m for s in net.features.values() for m in s.modules() if isinstance(m, nn.Conv2d))
-    pad = tuple(int(p) for p in (first.padding if isinstance(first.padding, tuple) else (0, 0)))
-    centres, crop = [], []
-    for axis in (-2, -1):  # height, then width
-        score = coord_map(to_score, axis=axis, input_size=(h, w))
-        n = sizes["score_fr"][axis]
-        centres.append([score.inverse()(j) for j in range(n)])  # unit j over input x
-        upmap = coord_map([*to_score, up], axis=axis, input_size=(h, w))
-        crop.append(crop_offset(upmap, CoordMap.identity()))
     (uh, uw), stride = sizes[name], net.stride
 
     ax = _canvas(ax, (7, 6))

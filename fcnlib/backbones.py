@@ -45,6 +45,7 @@ __all__ = [
     "TinyVGG",
     "backbone_spec",
     "build_classifier",
+    "head_layers",
     "stage_taps",
     "trunk_layers",
 ]
@@ -284,7 +285,7 @@ def trunk_layers(classifier: nn.Module) -> nn.Sequential:
     VGG16, AlexNet and the lab backbones: ``classifier.features``. GoogLeNet: its stages in
     forward order, from ``conv1`` to ``inception5b`` (its input transform comes first, if on).
     """
-    if hasattr(classifier, "inception5b"):
+    if _is_googlenet(classifier):
         names = [
             "conv1",
             "maxpool1",
@@ -313,6 +314,30 @@ def trunk_layers(classifier: nn.Module) -> nn.Sequential:
         f"{type(classifier).__name__} has no `features` nn.Sequential (VGG / AlexNet / TinyVGG "
         "style) and is not a torchvision GoogLeNet; pass one of those"
     )
+
+
+def head_layers(classifier: nn.Module) -> list[nn.Module]:
+    """The classifier's head after the trunk, in forward order (flattening aside).
+
+    VGG16, AlexNet and the lab backbones: ``classifier.classifier``'s layers (any adaptive pool
+    before them is left out: at the native size it is the identity). GoogLeNet: its global
+    average pool over the 7 x 7 grid as the ``nn.AvgPool2d(7, stride=1)`` that computes it
+    there, then dropout and fc. The modules are the classifier's own (the pool is new).
+    """
+    if _is_googlenet(classifier):
+        return [nn.AvgPool2d(7, stride=1), classifier.dropout, classifier.fc]
+    head = getattr(classifier, "classifier", None)
+    if not isinstance(head, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in head):
+        raise TypeError(
+            f"{type(classifier).__name__} has no `classifier` nn.Sequential of Linear layers "
+            "(VGG / AlexNet / TinyVGG style) and is not a GoogLeNet"
+        )
+    return list(head)
+
+
+def _is_googlenet(classifier: nn.Module) -> bool:
+    """torchvision's GoogLeNet (the one layout here that is not ``features`` + ``classifier``)."""
+    return hasattr(classifier, "inception5b")
 
 
 def _layer_stride(module: nn.Module) -> int:

@@ -52,6 +52,7 @@ from fcnlib.backbones import (
     BACKBONES,
     GoogLeNetInput,
     build_classifier,
+    head_layers,
     stage_taps,
     trunk_layers,
 )
@@ -96,19 +97,6 @@ def _branch_channels(branch: nn.Module) -> int:
     return convs[-1].out_channels
 
 
-def _fc_layers(classifier: nn.Module) -> list[nn.Module]:
-    """The classifier's head after the trunk, in order (pooling and flattening aside)."""
-    if hasattr(classifier, "inception5b"):  # GoogLeNet: global average pool, dropout, fc
-        return [classifier.dropout, classifier.fc]
-    head = getattr(classifier, "classifier", None)
-    if not isinstance(head, nn.Sequential) or not any(isinstance(m, nn.Linear) for m in head):
-        raise TypeError(
-            f"{type(classifier).__name__} has no `classifier` nn.Sequential of Linear layers "
-            "(VGG / AlexNet / TinyVGG style) and is not a GoogLeNet"
-        )
-    return list(head)
-
-
 def _linear_to_conv(linear: nn.Linear, in_channels: int) -> nn.Conv2d:
     k2, rem = divmod(linear.in_features, in_channels)
     k = math.isqrt(k2)
@@ -149,9 +137,7 @@ def convolutionalize(classifier: nn.Module) -> nn.Sequential:
     trunk = copy.deepcopy(trunk_layers(classifier))
     channels = _out_channels(trunk)
     layers: list[nn.Module] = []
-    if hasattr(classifier, "inception5b"):
-        layers.append(nn.AvgPool2d(7, stride=1))  # was the global average over the 7 x 7 grid
-    for m in _fc_layers(classifier):
+    for m in head_layers(classifier):
         if isinstance(m, nn.Linear):
             conv = _linear_to_conv(m, channels)
             layers.append(conv)
@@ -344,19 +330,18 @@ class FCN(nn.Module):
         return offsets
 
     def _offset(self, source: rf.CoordMap, reference: rf.CoordMap) -> int:
-        if source.scale != reference.scale:
-            raise AssertionError(f"scales differ: {source.scale} vs {reference.scale}")
-        exact = Fraction(source.shift) - Fraction(reference.shift)
-        if exact.denominator != 1:
-            if self.align == "caffe":
-                raise ValueError(
-                    f"with align='caffe' this backbone's maps are {float(exact)} pixels out of "
-                    "register, which no crop can fix (the original code asserted whole offsets); "
-                    "use align='same', or a coarser stride"
-                )
-            # 'same' nets whose pools mix even and odd windows can be off by a fraction: round.
-            return round(exact)
-        return int(exact)  # negative: the map starts inside the reference; padded at run time
+        # negative: the map starts inside the reference, padded at run time; 'same' nets whose
+        # pools mix even and odd windows can be off by a fraction: rounded
+        caffe = self.align == "caffe"
+        try:
+            return rf.crop_offset(source, reference, allow_padding=True, rounding=not caffe)
+        except ValueError as e:
+            if not caffe:
+                raise
+            raise ValueError(
+                f"with align='caffe' this backbone's maps are out of register ({e}); the "
+                "original code asserted whole offsets: use align='same', or a coarser stride"
+            ) from e
 
     @property
     def in_channels(self) -> int:

@@ -435,12 +435,20 @@ def _op_map(op: _Op) -> CoordMap:
     return CoordMap(Fraction(1, s), (p - Fraction(k - 1, 2)) / s)
 
 
-def crop_offset(source: CoordMap, reference: CoordMap) -> int:
+def crop_offset(
+    source: CoordMap, reference: CoordMap, *, allow_padding: bool = False, rounding: bool = False
+) -> int:
     """Offset at which to crop the blob with map ``source`` to register it with ``reference``.
 
     Both maps start at the same input. After ``source[..., c:c + h_ref]`` with ``c`` the result,
     unit ``j`` of both blobs sits at the same input coordinate. In FCN-32s, for example,
-    ``crop_offset(coord_map(net), CoordMap.identity())`` is the official crop of 19.
+    ``crop_offset(coord_map(net), CoordMap.identity())`` is the official crop of 19. This is the
+    one crop rule of fcnlib: :class:`fcnlib.models.FCN` computes its crops with it.
+
+    ``allow_padding``: a negative offset (``source`` starts inside ``reference``) is returned
+    for the caller to pad, instead of raising. ``rounding``: an offset that is not a whole
+    number of units is rounded to the nearest one, instead of raising (nets whose pools mix
+    even and odd windows end a fraction of a pixel out of register; a crop cannot do better).
 
     >>> padded = coord_map([nn.Conv2d(3, 8, 3, padding=100)])  # unit 99 is over input pixel 0
     >>> crop_offset(padded, CoordMap.identity())
@@ -452,12 +460,14 @@ def crop_offset(source: CoordMap, reference: CoordMap) -> int:
             f"{reference.scale} units per input pixel); upsample one to the other's scale first"
         )
     offset = source.shift - reference.shift
+    if offset.denominator != 1 and rounding:
+        offset = Fraction(round(offset))
     if offset.denominator != 1:
         raise ValueError(
             f"cannot crop: source is shifted by {offset} = {float(offset):g} units from reference, "
             "not a whole number, so no crop registers them; change a padding or kernel size"
         )
-    if offset < 0:
+    if offset < 0 and not allow_padding:
         raise ValueError(
             f"cannot crop: source would need an offset of {offset}, it starts {-offset} units "
             f"inside the reference; crop the reference instead (offset {-offset}) or pad the source"

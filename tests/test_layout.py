@@ -60,8 +60,8 @@ def test_the_rules_see_every_module():
     )
 
 
-def test_data_imports_no_presentation():
-    offending = [
+def _data_to_presentation() -> list:
+    return [
         (name, module)
         for name, tree in MODULES.items()
         if name.startswith("fcnlib.data")
@@ -69,7 +69,10 @@ def test_data_imports_no_presentation():
         for loaded in _resolve(module, names)
         if loaded.startswith(PRESENTATION) or loaded == "fcnlib.infer"
     ]
-    assert not offending
+
+
+def test_data_imports_no_presentation():
+    assert not _data_to_presentation()
 
 
 def test_no_private_name_crosses_a_module_border():
@@ -81,6 +84,49 @@ def test_no_private_name_crosses_a_module_border():
         if imported.startswith("_") and module != name
     ]
     assert not crossing
+
+
+def _private_attributes() -> list[str]:
+    """``from fcnlib import receptive_field as rf`` then ``rf._x``: a private name crossing."""
+    crossing = []
+    for name, tree in MODULES.items():
+        aliases = {}  # local name -> fcnlib module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fcnlib"):
+                for a in node.names:
+                    if f"{node.module}.{a.name}" in MODULES:
+                        aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name in MODULES and a.asname:
+                        aliases[a.asname] = a.name
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and aliases[node.value.id] != name
+            ):
+                crossing.append(f"{name}: {node.value.id}.{node.attr}")
+    return crossing
+
+
+def test_no_private_attribute_of_another_module():
+    assert not _private_attributes()
+
+
+@pytest.mark.parametrize(
+    "source, check",
+    [
+        ("from fcnlib import receptive_field as rf\nrf._branches(None)\n", _private_attributes),
+        ("def f():\n    from fcnlib.viz import colorize\n", _data_to_presentation),
+    ],
+)
+def test_the_import_rules_can_fail(monkeypatch, source, check):
+    monkeypatch.setitem(MODULES, "fcnlib.data.bad", ast.parse(source))
+    assert any("fcnlib.data.bad" in str(found) for found in check())
 
 
 def test_no_import_circle():

@@ -427,3 +427,17 @@ def test_pointwise_only_chain_is_the_identity():
     layers = [nn.ReLU(), nn.BatchNorm2d(3), nn.Dropout(), nn.LocalResponseNorm(5), nn.Softmax(1)]
     assert receptive_field(layers) == []
     assert coord_map(layers) == CoordMap.identity()
+
+
+def test_crop_offset_pads_and_rounds_only_when_asked():
+    """The one crop rule: FCN's skips and final crop use it with padding and rounding allowed."""
+    inside = CoordMap(Fraction(1), Fraction(-3))  # starts 3 units inside the reference
+    with pytest.raises(ValueError, match="inside the reference"):
+        crop_offset(inside, CoordMap.identity())
+    assert crop_offset(inside, CoordMap.identity(), allow_padding=True) == -3
+    quarter = CoordMap(Fraction(1), Fraction(13, 4))
+    with pytest.raises(ValueError, match="not a whole number"):
+        crop_offset(quarter, CoordMap.identity())
+    assert crop_offset(quarter, CoordMap.identity(), rounding=True) == 3
+    with pytest.raises(ValueError, match="different resolutions"):
+        crop_offset(CoordMap(Fraction(1, 2), Fraction(0)), CoordMap.identity(), rounding=True)

@@ -678,6 +678,14 @@ def test_stage_recipe_follows_the_official_stages_and_the_paper_backbones():
         recipe("fast", eval_batch_size=0)
 
 
+def test_the_paper_lr_table_names_exactly_the_imagenet_backbones():
+    """recipes tells ImageNet backbones from the lab's by PAPER_LR alone (no model code)."""
+    from fcnlib.backbones import BACKBONES
+    from fcnlib.recipes import PAPER_LR
+
+    assert set(PAPER_LR) == {name for name, spec in BACKBONES.items() if not spec.lab}
+
+
 class _Sizes(torch.utils.data.Dataset):
     """Images of two sizes, as whole VOC images."""
 

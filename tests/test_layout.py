@@ -92,7 +92,7 @@ def _private_attributes() -> list[str]:
     for name, tree in MODULES.items():
         aliases = {}  # local name -> fcnlib module it is bound to
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fcnlib"):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fcnlib"):
                 for a in node.names:
                     if f"{node.module}.{a.name}" in MODULES:
                         aliases[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -144,7 +144,7 @@ def test_no_import_circle():
 
     def visit(node: str) -> None:
         if node in on_path:
-            circles.append(on_path[on_path.index(node) :] + [node])
+            circles.append([*on_path[on_path.index(node) :], node])
             return
         if node in done:
             return

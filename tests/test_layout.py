@@ -184,7 +184,7 @@ def test_no_function_over_100_lines_without_a_reason():
     [
         ("def f():\n" + "    x = 1\n" * 120, ["m.f: 121 lines"]),
         ('def f():\n    """Long because: one table."""\n' + "    x = 1\n" * 120, []),
-        ('def f():\n    """A docstring\n' + "    line\n" * 50 + '    """\n' + "    x = 1\n" * 60, []),
+        ('def f():\n    """Doc\n' + "    line\n" * 50 + '    """\n' + "    x = 1\n" * 60, []),
     ],
 )
 def test_the_length_rule_can_fail(monkeypatch, source, expected):

@@ -40,9 +40,21 @@ def test_train_eval_predict_round_trip(tmp_path, capsys):
 
 
 def test_checkpoint_without_model_spec_is_refused(tmp_path):
+    from torch import nn
+
+    from fcnlib.train import fit, recipe
+
     torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(RuntimeError, match="not an fcnlib checkpoint"):
         main(["eval", str(tmp_path / "x.pt"), "--device", "cpu"])
+    # an fcnlib checkpoint, but of a run started from Python with no model spec in `extra`
+    data = (torch.rand(2, 3, 8, 8), torch.randint(0, 2, (2, 8, 8)))
+    fit(nn.Conv2d(3, 2, 1), data, config=recipe("fast", epochs=1), n_classes=2,
+        checkpoint=tmp_path / "plain.pt", progress=False, tensorboard=False)  # fmt: skip
+    plain = str(tmp_path / "plain.pt")
+    for args in (["eval", plain], ["predict", plain, "x.png"]):
+        with pytest.raises(SystemExit, match="not written by 'python -m fcnlib train'"):
+            main([*args, "--device", "cpu"])
 
 
 def test_unknown_choices_are_rejected():

@@ -46,15 +46,17 @@ def test_convolutionalized_net_equals_its_classifier(name):
     conv = convolutionalize(clf).eval()
     size = 96 if name.startswith("tiny") else 224
     x = torch.rand(2, 3, size, size)
+    before = {k: v.clone() for k, v in clf.state_dict().items()}
     with torch.no_grad():
         logits, heat = clf(x), conv(x)
     assert heat.shape == (2, logits.shape[1], 1, 1)
     torch.testing.assert_close(heat.flatten(1), logits, rtol=1e-4, atol=1e-4)
-    # The classifier is left untouched (its layers were copied, not moved).
-    assert all(
-        not isinstance(m, nn.Conv2d) or m.kernel_size != (3, 3) or m.padding != (100, 100)
-        for m in clf.modules()
-    )
+    # The classifier is left untouched: its layers were copied, not moved or shared.
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(before[k], v) for k, v in clf.state_dict().items())
+    assert not {id(p) for p in clf.parameters()} & {id(p) for p in conv.parameters()}
 
 
 @pytest.mark.parametrize("size", [96, 128, 160, 250])

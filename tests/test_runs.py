@@ -335,6 +335,30 @@ def test_tensorboard_gets_every_epoch_when_installed(tmp_path, monkeypatch):
     assert logged[-1] == ("close",)
 
 
+def test_the_real_tensorboard_record_has_each_epoch_once_after_a_resume(tmp_path):
+    """torch's SummaryWriter and TensorBoard's own reader: a resumed run's epochs replace the
+    events that a stopped run wrote after its last checkpoint."""
+    pytest.importorskip("tensorboard")  # in requirements.txt; optional for fcnlib's users
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    path = tmp_path / "fcn.pt"
+    fit_args = dict(n_classes=N_CLASSES, device="cpu", checkpoint=path, progress=False)
+    fit(net(), data(), data(8, seed=1), config=config(epochs=2), **fit_args)
+    # a run that logged epoch 3 and was killed before its checkpoint: a stale event
+    stale = SummaryWriter(str(run_files(path)["tensorboard"]))
+    stale.add_scalar("train/loss", 1e6, 3)
+    stale.close()
+    history = fit(net(), data(), data(8, seed=1), config=config(epochs=3), resume=True,
+                  **fit_args)  # fmt: skip
+    events = EventAccumulator(str(run_files(path)["tensorboard"]))
+    events.Reload()
+    loss = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert [step for step, _ in loss] == [1, 2, 3]
+    assert [value for _, value in loss] == pytest.approx([r["loss"] for r in history])
+    assert [e.step for e in events.Scalars("val/mean_iu")] == [1, 2, 3]
+
+
 def test_tensorboard_is_optional(tmp_path, monkeypatch):
     import builtins
 

@@ -28,7 +28,8 @@ def _no_training(*args, **kwargs):
 
 
 def test_taps_are_the_pools():
-    vgg = trunk_layers(build_classifier("vgg16"))
+    with torch.device("meta"):  # geometry only: no weights in memory
+        vgg = trunk_layers(build_classifier("vgg16"))
     taps = stage_taps(vgg)
     assert taps == {2: 4, 4: 9, 8: 16, 16: 23, 32: 30}  # pool1 .. pool5 of torchvision's VGG16
     assert all(isinstance(vgg[i], torch.nn.MaxPool2d) for i in taps.values())
@@ -38,10 +39,10 @@ def test_taps_are_the_pools():
 
 
 def test_googlenet_trunk_runs_to_inception5b():
-    net = build_classifier("googlenet").eval()
-    trunk = trunk_layers(net)
-    assert stage_taps(trunk, spec=BACKBONES["googlenet"]) == {8: 6, 16: 12, 32: 15}
-    with torch.no_grad():
+    with torch.device("meta"):  # geometry only: shapes, no weights in memory
+        net = build_classifier("googlenet").eval()
+        trunk = trunk_layers(net)
+        assert stage_taps(trunk, spec=BACKBONES["googlenet"]) == {8: 6, 16: 12, 32: 15}
         assert trunk(torch.zeros(1, 3, 224, 224)).shape == (1, 1024, 7, 7)
 
 

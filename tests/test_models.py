@@ -100,29 +100,43 @@ def test_fcn4s_is_one_more_skip():
         assert net(torch.rand(1, 3, 50, 41)).shape == (1, 3, 50, 41)
 
 
+# Geometry only: these nets are built on the meta device (shapes, no weights in memory), so the
+# big backbones cost milliseconds.
+META = torch.device("meta")
+
+
 def test_caffe_crop_offsets_are_the_official_ones():
     # The official Caffe FCN-VGG16 nets crop at these offsets; ours are computed, not typed.
-    assert fcn32s("vgg16", align="caffe").crop_offsets == {"upscore": 19}
-    assert fcn16s("vgg16", align="caffe").crop_offsets == {"score_pool4": 5, "upscore16": 27}
-    assert fcn8s("vgg16", align="caffe").crop_offsets == {
-        "score_pool4": 5,
-        "score_pool3": 9,
-        "upscore8": 31,
-    }
-    # The official FCN-AlexNet upsamples with a 63-wide kernel so that its crop is whole.
-    alex = fcn32s("alexnet", align="caffe")
+    with META:
+        assert fcn32s("vgg16", align="caffe", pretrained=False).crop_offsets == {"upscore": 19}
+        assert fcn16s("vgg16", align="caffe", pretrained=False).crop_offsets == {
+            "score_pool4": 5,
+            "upscore16": 27,
+        }
+        assert fcn8s("vgg16", align="caffe", pretrained=False).crop_offsets == {
+            "score_pool4": 5,
+            "score_pool3": 9,
+            "upscore8": 31,
+        }
+        # The official FCN-AlexNet upsamples with a 63-wide kernel so that its crop is whole.
+        alex = fcn32s("alexnet", align="caffe", pretrained=False)
     assert alex.upscore.kernel_size == (63, 63)
     assert alex.crop_offsets == {"upscore": 18}
 
 
-def test_same_alignment_needs_no_crops():
-    for name in ("tiny_vgg", "vgg16"):
-        assert set(fcn8s(name).crop_offsets.values()) == {0}
+def test_same_alignment_needs_no_crops_on_vgg_and_keeps_every_size():
+    with META:
+        for name in ("tiny_vgg", "vgg16", "alexnet", "googlenet"):
+            net = fcn8s(name, pretrained=False)
+            if name in ("tiny_vgg", "vgg16"):  # strides tile the image: every map in register
+                assert set(net.crop_offsets.values()) == {0}, name
+            # and on the meta device the shapes still come out: (N, C, H, W) as the input's
+            assert net(torch.zeros(1, 3, 45, 70)).shape == (1, net.n_classes, 45, 70), name
 
 
 def test_caffe_alignment_refuses_maps_out_of_register():
-    with pytest.raises(ValueError, match="out of register"):
-        fcn8s("alexnet", align="caffe")
+    with META, pytest.raises(ValueError, match="out of register"):
+        fcn8s("alexnet", align="caffe", pretrained=False)
 
 
 def test_score_layers_start_at_zero_and_upsampling_at_bilinear():

@@ -1,5 +1,8 @@
 # The course's commands. Each one sets up .venv (from requirements.txt) when it is missing or stale.
-#   make test   unit tests (tests/) + every chapter executed by nbval, after ruff
+#   make test   unit tests (tests/) + every chapter executed by nbval, after ruff; the slowest
+#               tests' times at the end (--durations)
+#   make unit   the fast inner loop: ruff and the unit tests not marked slow (no chapter, no
+#               training of more than a few seconds); under 3 minutes on 2 CPU cores
 #   make test-bf16   chapter 6 under nbval with bf16 autocast on the CPU (FCN_CPU_BF16=1: the
 #               path a GPU takes; about 7 minutes); the unit tests check its rule on a small net
 #   make book   the public Jupyter Book in _build/html, executing the chapters, zero warnings
@@ -26,7 +29,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-bf16 book book-instructor lab lab-instructor assignments colab test-copies grading gpu-check lint format clean
+.PHONY: test unit test-bf16 book book-instructor lab lab-instructor assignments colab test-copies grading gpu-check lint format clean
 
 CHAPTERS ?=
 
@@ -38,7 +41,11 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check fcnlib tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
+
+unit: $(STAMP)
+	$(BIN)/ruff check fcnlib tests
+	$(BIN)/python -m pytest tests -m "not slow" --durations=10
 
 test-bf16: $(STAMP)
 	@# Chapter 6 with amp="auto" resolving to bf16 on the CPU (FCN_CPU_BF16=1), the path a GPU

@@ -10,6 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # nbgrader/notebook runs: `make unit` leaves them out
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("assignments", ROOT / "book" / "assignments.py")
 assignments = importlib.util.module_from_spec(_spec)

@@ -38,6 +38,7 @@ def test_cli_prints(capsys):
     assert "images/s" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_throughput_reports_train_and_infer_rates(light):
     results = bench_throughput(**TINY, repeat=1)
     assert list(results) == [
@@ -53,6 +54,7 @@ def test_throughput_reports_train_and_infer_rates(light):
         assert "train_peak_bytes" not in row  # GPU memory is reported on CUDA only
 
 
+@pytest.mark.slow
 def test_throughput_one_mode(light):
     results = bench_throughput(**TINY, mode="infer", compile=False, repeat=1)
     assert all(row["train"] is None and row["infer"] > 0 for row in results.values())
@@ -60,6 +62,7 @@ def test_throughput_one_mode(light):
         bench_throughput(**TINY, mode="backward")
 
 
+@pytest.mark.slow
 def test_cli_throughput_prints_both_columns(capsys, light):
     cli_main(["bench", "throughput", "--size", "32", "--backbone", "tiny_vgg", "--device", "cpu",
           "--batch-size", "2"])  # fmt: skip

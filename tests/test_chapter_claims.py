@@ -68,7 +68,9 @@ CLAIMS: dict[str, dict[str, str]] = {
             "a prediction the ungraded exercise asks the learner to test by running it"
         ),
         "Compare the gains with the differences": "advice to the learner",
-        "still get whole objects wrong there": "describes the figure above it",
+        "the three validation scenes on which the two nets disagree most": (
+            "glue: dilated_disagree, measured on those scenes"
+        ),
         "its stride-8 output is still computed from deep features alone": (
             "a reading the text marks as untested"
         ),

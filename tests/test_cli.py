@@ -130,6 +130,7 @@ def test_eval_refuses_a_checkpoint_for_other_classes(tmp_path):
         main(["eval", str(ckpt), "--data", "voc", "--root", str(tmp_path), "--device", "cpu"])
 
 
+@pytest.mark.slow
 def test_bench_options_reach_the_benchmark(capsys):
     main(["bench", "throughput", "--size", "32", "--backbone", "tiny_vgg", "--device", "cpu",
           "--batch-size", "2", "--mode", "infer", "--no-compile"])  # fmt: skip

@@ -11,6 +11,8 @@ import nbformat
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # converts every chapter: `make unit` leaves these out
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

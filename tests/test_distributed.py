@@ -188,6 +188,7 @@ def test_shards_partition_the_dataset_without_padding(world):
 # ----------------------------------------------------------------------------- two processes
 
 
+@pytest.mark.slow
 def test_ranks_joined_through_torchrun_variables(ranks):
     for rank, seen in enumerate(ranks):
         assert seen["info"] == [rank, WORLD, rank, "gloo", "cpu"]

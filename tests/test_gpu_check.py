@@ -115,6 +115,7 @@ def test_chapter_command_and_environment(gc, monkeypatch):
     assert env["PYTHONPATH"].split(":") == [str(ROOT), "/tmp/site"]
 
 
+@pytest.mark.slow
 def test_a_step_over_its_time_is_stopped(gc, tmp_path):
     log = tmp_path / "slow.log"
     # The child restores Python's Ctrl-C handler: a shell that starts the tests in the background

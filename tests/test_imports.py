@@ -75,7 +75,7 @@ def test_every_public_name_resolves_in_a_fresh_interpreter():
     assert sorted(result["kinds"]) == sorted(fcnlib.__all__)
     assert result["same"]
     assert set(fcnlib.__all__) <= set(result["dir"])
-    for name in ("viz", "models", "voc", "datasets"):
+    for name in ("viz", "models", "data"):
         assert result["kinds"][name] == "module"
     assert result["kinds"]["fcn8s"] == "function"
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "book" / "lab-config"
 JUPYTER = [sys.executable, "-m", "jupyter"]
@@ -31,6 +33,7 @@ def test_make_lab_uses_the_learners_config_and_lab_instructor_does_not():
     assert "JUPYTER_CONFIG_PATH" not in instructor
 
 
+@pytest.mark.slow
 def test_the_learners_lab_hides_nbgrader_and_renders_myst():
     listed = _jupyter("labextension", "list", config=True)
     assert re.search(r"@jupyter/nbgrader \S+ disabled", listed), listed

@@ -39,7 +39,11 @@ def _randomise_bn(net: nn.Module) -> nn.Module:
     return net
 
 
-@pytest.mark.parametrize("name", ["tiny_vgg", "tiny_vgg_wide", "alexnet", "vgg16", "googlenet"])
+@pytest.mark.parametrize(
+    "name",
+    ["tiny_vgg", "tiny_vgg_wide", "alexnet", pytest.param("vgg16", marks=pytest.mark.slow),
+     "googlenet"],
+)  # fmt: skip
 def test_convolutionalized_net_equals_its_classifier(name):
     torch.manual_seed(0)
     clf = _randomise_bn(build_classifier(name)).eval()
@@ -221,6 +225,7 @@ def _with_first_stage_input(net: FCN, x: torch.Tensor) -> tuple[dict, torch.Tens
     return maps, seen[0]
 
 
+@pytest.mark.slow
 def test_vgg16_caffe_fcn_sees_exactly_caffes_preprocessing():
     torch.manual_seed(0)
     net = fcn32s("vgg16_caffe", n_classes=3).eval()
@@ -549,6 +554,7 @@ def vgg16_32s() -> FCN:
     return _trained_like(fcn32s("vgg16", n_classes=3)).eval()
 
 
+@pytest.mark.slow
 def test_dilated_vgg16(vgg16_32s):
     net8 = dilate_to_stride(vgg16_32s)
     assert _dilations(net8) == [("Conv2d", 1)] * 3 + [("MaxPool2d", 1)] + [  # conv4, pool4

@@ -191,6 +191,7 @@ def test_the_chapters_are_formatted():
     assert done.returncode == 0, done.stdout + done.stderr + "run `make format`"
 
 
+@pytest.mark.slow
 def test_a_cell_that_prints_past_the_column_fails_under_nbval(tmp_path):
     # The check in conftest.py, end to end: nbval runs a notebook of four cells.
     cells = [

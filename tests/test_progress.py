@@ -45,6 +45,7 @@ def _displays(cell: nbformat.NotebookNode) -> list[str]:
     return [o["data"]["text/plain"] for o in cell.outputs if o["output_type"] == "display_data"]
 
 
+@pytest.mark.slow
 def test_a_bar_in_a_notebook_is_one_plain_text_output_left_at_its_last_state(executed):
     cell = executed.cells[0]
     assert _displays(cell) == [_displays(cell)[0]], cell.outputs  # one output, updated in place

@@ -106,6 +106,7 @@ def built(tmp_path_factory):
     return {edition: _build(tmp, edition) for edition in ("public", "instructor")}
 
 
+@pytest.mark.slow
 def test_the_public_book_shows_the_stub_and_no_graded_solution_or_hidden_test(built):
     page = _page(built["public"])
     assert SECRET not in page and HIDDEN not in page

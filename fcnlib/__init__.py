@@ -19,7 +19,7 @@ Patchwise training is loss sampling (3.4)
 - :mod:`fcnlib.patchwise`       the pre-FCN baseline: classify a patch per pixel, stitch
 Training and evaluation (4.3, 5)
 - :mod:`fcnlib.train`           optimizer, training loop, evaluation, resumable runs
-- :mod:`fcnlib.recipes`         the paper's and the lab bench's training recipes
+- :mod:`fcnlib.recipes`         TrainConfig (a run's settings); the paper's and the lab's recipes
 - :mod:`fcnlib.checkpoint`      atomic checkpoints, RNG state, safe loading
 - :mod:`fcnlib.precision`       mixed precision: amp resolved once per run, recorded, kept on resume
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers

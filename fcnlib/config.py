@@ -13,6 +13,9 @@ or the ``scale`` variable of a chapter's ``parameters`` cell, which wins over th
 
 ``auto`` means the lab bench unless full scale is asked for explicitly: nothing downloads, and no
 chapter turns into a multi-hour GPU job, just because a GPU happens to be present.
+
+A training run's own settings (learning rate, batch size, precision, ...) are not here: they
+are a :class:`fcnlib.recipes.TrainConfig`, made by :func:`fcnlib.recipes.recipe`.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ torch.Size([2, 6])
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from dataclasses import dataclass, field
 from http.client import HTTPException
@@ -46,6 +47,7 @@ __all__ = [
     "backbone_spec",
     "build_classifier",
     "head_layers",
+    "hub_state_dict",
     "stage_taps",
     "trunk_layers",
 ]
@@ -201,32 +203,43 @@ def build_classifier(
             ) from e
         return net
 
-    weights = None
     if pretrained:
-        weights = {
-            "vgg16": tvm.VGG16_Weights,
-            "alexnet": tvm.AlexNet_Weights,
-            "googlenet": tvm.GoogLeNet_Weights,
-        }[name].IMAGENET1K_V1
         if n_classes not in (None, 1000):
             raise ValueError("n_classes cannot change with ImageNet weights (1000 classes)")
-    kw = {} if n_classes is None or pretrained else {"num_classes": n_classes}
+        return _imagenet_classifier(name, progress=progress)
+    kw = {} if n_classes is None else {"num_classes": n_classes}
     if name == "googlenet":
         # No auxiliary heads: FCN-GoogLeNet uses only the final loss layer (paper, section 4.1).
-        kw.update(aux_logits=False, init_weights=weights is None)
-        if weights is not None:
-            # torchvision's GoogLeNet weights came with aux heads; load them and drop the heads.
-            net = tvm.googlenet(weights=weights, progress=progress)
-            net.aux_logits, net.aux1, net.aux2 = False, None, None
-            return net
-    try:
-        return getattr(tvm, name)(weights=weights, progress=progress, **kw)
-    except (OSError, RuntimeError) as e:  # no network, or a broken download
-        raise RuntimeError(
-            f"could not load ImageNet weights for {name}: {e}. They download once from "
-            "PyTorch's servers into $TORCH_HOME (default ~/.cache/torch); without network, "
-            "use pretrained=False (random weights) or copy the weight file there."
-        ) from e
+        kw.update(aux_logits=False, init_weights=True)
+    return getattr(tvm, name)(weights=None, **kw)
+
+
+# torchvision's weight enum of each ImageNet backbone (the file's address and digest).
+_TORCHVISION_WEIGHTS = {
+    "vgg16": "VGG16_Weights",
+    "alexnet": "AlexNet_Weights",
+    "googlenet": "GoogLeNet_Weights",
+}
+
+
+def _imagenet_classifier(name: str, *, progress: bool) -> nn.Module:
+    """torchvision's ImageNet classifier ``name`` with its weights, read through
+    :func:`hub_state_dict` (digest checked, ``weights_only=True``) rather than torchvision's
+    own loader, which trusts any file already in the cache."""
+    import torchvision.models as tvm
+
+    weights = getattr(tvm, _TORCHVISION_WEIGHTS[name]).IMAGENET1K_V1
+    state = hub_state_dict((weights.url,), progress=progress, what=f"ImageNet weights of {name}")
+    if name == "googlenet":
+        # The weights hold the auxiliary heads and expect torchvision's input transform;
+        # the heads are dropped once loaded (FCN-GoogLeNet uses only the final loss layer).
+        net = tvm.googlenet(aux_logits=True, transform_input=True, init_weights=False)
+        net.load_state_dict(state)
+        net.aux_logits, net.aux1, net.aux2 = False, None, None
+        return net
+    net = getattr(tvm, name)(**({"init_weights": False} if name == "vgg16" else {}))
+    net.load_state_dict(state)
+    return net
 
 
 def _caffe_vgg16_path() -> Path:
@@ -235,29 +248,68 @@ def _caffe_vgg16_path() -> Path:
 
 
 def _load_caffe_vgg16(*, progress: bool) -> dict[str, torch.Tensor]:
-    """The Caffe VGG16 state dict: from torch's hub cache, else downloaded there (hash-checked),
-    from the main address or else the mirror."""
-    path = _caffe_vgg16_path()
+    """The Caffe VGG16 state dict, from the main address or else the mirror."""
+    return hub_state_dict(_CAFFE_VGG16_URLS, progress=progress, what="Caffe VGG16 weights")
+
+
+def hub_state_dict(urls: tuple[str, ...], *, progress: bool, what: str) -> dict:
+    """The state dict that ``urls`` (one file: an address and its mirrors) point to, from
+    torch's hub cache (``$TORCH_HOME/hub/checkpoints``, default ``~/.cache/torch``), downloaded
+    there first when missing.
+
+    The file's name carries the start of its SHA-256 (``vgg16-397923af.pth``): the digest is
+    checked on download and again on every use, so a file changed in the cache is refused,
+    and it is read with ``torch.load(weights_only=True)``, so a planted pickle never runs code
+    (torchvision checks the digest on download only and unpickles whatever the cache holds).
+    """
+    name = urls[0].rsplit("/", 1)[-1]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    found = torch.hub.HASH_REGEX.search(name)
+    if found is None:
+        raise ValueError(f"{name} carries no SHA-256 prefix (NAME-<hex>.pth) to check it by")
+    digest = found.group(1)
+    if not path.exists():
+        _download(urls, path, digest, progress=progress, what=what)
+    actual = _sha256(path)
+    if not actual.startswith(digest):
+        raise RuntimeError(
+            f"the {what} {path} are not the file their name promises (SHA-256 {actual[:16]}..., "
+            f"expected {digest}...): the file was changed or damaged, so it is not used. Delete "
+            "it to download it again, or use pretrained=False (random weights)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # an older torch's format?
+        raise RuntimeError(
+            f"could not read the {what} {path}: {type(e).__name__}: {e}. Delete it to download "
+            "it again, or replace it by hand."
+        ) from e
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download(urls: tuple[str, ...], path: Path, digest: str, *, progress: bool, what: str):
+    """Download the first of ``urls`` that answers to ``path`` (hash-checked by torch)."""
     failures = []
-    for url in _CAFFE_VGG16_URLS:
+    for url in urls:
         try:
-            return torch.hub.load_state_dict_from_url(
-                url, progress=progress, check_hash=True, map_location="cpu", weights_only=True
-            )
-        except (OSError, RuntimeError, HTTPException, pickle.UnpicklingError) as e:
-            if path.exists():  # the file is there, so reading it failed, not the download
-                raise RuntimeError(
-                    f"could not read the Caffe VGG16 weights {path}: {type(e).__name__}: {e}. "
-                    "The file is damaged or not a PyTorch state dict; delete it to download "
-                    "it again, or replace it by hand."
-                ) from e
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=digest, progress=progress)
+            return
+        except (OSError, RuntimeError, HTTPException) as e:  # no network, a broken download
             failures.append(f"{url} ({type(e).__name__}: {e})")
             last = e
     raise RuntimeError(
-        f"could not download the Caffe VGG16 weights: tried {'; '.join(failures)}. Download "
-        f"{_CAFFE_VGG16_FILE} by hand from one of those addresses and put it at {path} "
-        "(torch's hub cache, under $TORCH_HOME, default ~/.cache/torch); without network, use "
-        "pretrained=False (random weights)."
+        f"could not download the {what}: tried {'; '.join(failures)}. They download once into "
+        f"torch's hub cache ($TORCH_HOME, default ~/.cache/torch): download {path.name} by hand "
+        f"from that address and put it at {path}; without network, use pretrained=False "
+        "(random weights)."
     ) from last
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -258,6 +259,7 @@ def test_vgg16_caffe_loads_jcjohnsons_file_from_the_hub_cache(tmp_path, monkeypa
         raise AssertionError("a file in the hub cache must be used, not downloaded")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    _pretend_digest(monkeypatch, path, "00b39a1b")  # the real file's; this one is a few kB
     net = build_classifier("vgg16_caffe", pretrained=True, progress=False)
     assert type(net).__name__ == "VGG"
     for ours, theirs in [
@@ -294,7 +296,7 @@ def test_vgg16_caffe_offline_is_a_clear_error(tmp_path, monkeypatch):
         tried.append(url)
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     path = tmp_path / "hub" / "checkpoints" / "vgg16-00b39a1b.pth"
     # pretrained_classifier delegates non-lab backbones to build_classifier
     for load in (partial(build_classifier, pretrained=True), pretrained_classifier):
@@ -313,6 +315,95 @@ def test_vgg16_caffe_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch):
     path = tmp_path / "hub" / "checkpoints" / "vgg16-00b39a1b.pth"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a state dict")
+    with pytest.raises(RuntimeError, match="not the file their name promises") as err:
+        build_classifier("vgg16_caffe", pretrained=True, progress=False)
+    assert str(path) in str(err.value) and "Delete it" in str(err.value)
+    _pretend_digest(monkeypatch, path, "00b39a1b")  # right digest, yet not a torch file
     with pytest.raises(RuntimeError, match="could not read") as err:
         build_classifier("vgg16_caffe", pretrained=True, progress=False)
-    assert str(path) in str(err.value) and "delete it" in str(err.value)
+    assert str(path) in str(err.value) and "Delete it" in str(err.value)
+
+
+def _pretend_digest(monkeypatch, path, digest):
+    """Make ``path``'s SHA-256 seem to start with ``digest`` (a small stand-in for a big file)."""
+    real = backbones._sha256
+    monkeypatch.setattr(
+        backbones, "_sha256", lambda p: digest + "0" * 56 if p == path else real(p)
+    )
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: the proof that a file ran code when it was loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _planted(path, marker):
+    """A VGG16 state dict (torchvision's names, tiny expanded tensors) carrying a payload."""
+    state = {k: torch.zeros(1).expand(shape) for k, shape in _vgg16_shapes().items()}
+    state["features.0.weight"] = {"tensor": state["features.0.weight"], "x": _Payload(marker)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
+def test_a_planted_file_in_torchvisions_cache_never_runs(tmp_path, monkeypatch):
+    # torchvision checks a file's digest on download only, then unpickles whatever the cache
+    # holds: a state dict carrying a payload ran it. fcnlib checks the digest on every use...
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    path = tmp_path / "home" / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    marker = tmp_path / "ran"
+    _planted(path, marker)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)
+    with pytest.raises(RuntimeError, match="not the file their name promises") as err:
+        build_classifier("vgg16", pretrained=True, progress=False)
+    assert str(path) in str(err.value)
+    assert not marker.exists()
+    # ... and reads it with weights_only=True: even a file whose digest matched its name
+    # (a collision on the name's 8 hex digits) is refused without running its code.
+    _pretend_digest(monkeypatch, path, "397923af")
+    with pytest.raises(RuntimeError, match="could not read the ImageNet weights of vgg16"):
+        build_classifier("vgg16", pretrained=True, progress=False)
+    assert not marker.exists()
+    # the planted file, unpickled as torchvision would, does run (the test would notice)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_imagenet_weights_come_from_the_cache_checked(tmp_path, monkeypatch):
+    import hashlib
+
+    import torchvision.models as tvm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    saved = tvm.googlenet(aux_logits=True, init_weights=False).state_dict()
+    path = tmp_path / "hub" / "checkpoints" / "googlenet-1378be20.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(saved, path)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", pytest.fail)
+    _pretend_digest(monkeypatch, path, "1378be20")
+    net = build_classifier("googlenet", pretrained=True, progress=False)
+    assert net.transform_input and net.aux1 is None and not net.aux_logits
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, saved[key], rtol=0, atol=0)
+    # a download lands in the cache only if its digest matches the name (torch checks it)
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh"))
+    blob = tmp_path / "blob.pth"
+    torch.save({"w": torch.arange(3.0)}, blob)
+    digest = hashlib.sha256(blob.read_bytes()).hexdigest()[:8]
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        assert hash_prefix == digest
+        (tmp_path / "fresh").mkdir(exist_ok=True)
+        Path(dst).write_bytes(blob.read_bytes())
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    url = f"https://example.invalid/weights-{digest}.pth"
+    state = backbones.hub_state_dict((url,), progress=False, what="test weights")
+    torch.testing.assert_close(state["w"], torch.arange(3.0))
+    assert (tmp_path / "fresh" / "hub" / "checkpoints" / f"weights-{digest}.pth").is_file()

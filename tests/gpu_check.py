@@ -154,6 +154,12 @@ def child_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
+# How long a step that ran over its time gets to stop after SIGINT (Ctrl-C: pytest writes its
+# summary and shuts its kernel down), then after SIGTERM, before SIGKILL. A process started in
+# the background (`make gpu-check &`, nohup) ignores SIGINT, so the later signals are needed.
+GRACE_S = {signal.SIGINT: 30.0, signal.SIGTERM: 10.0}
+
+
 def run_logged(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[int | None, float]:
     """Run cmd with its output in log; return (exit code, or None on timeout; seconds)."""
     start = time.monotonic()
@@ -163,15 +169,22 @@ def run_logged(cmd: list[str], env: dict, log: Path, timeout: float) -> tuple[in
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            # SIGINT, as Ctrl-C would: pytest then writes its summary and shuts its kernel down.
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             rc = None
     return rc, time.monotonic() - start
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop proc whatever signals it ignores: SIGINT, then SIGTERM, then SIGKILL."""
+    for sig, grace in GRACE_S.items():
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.kill()
+    proc.wait()
 
 
 def judge(name: str, rc: int | None, seconds: float, log: Path) -> Result:

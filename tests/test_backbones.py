@@ -327,9 +327,7 @@ def test_vgg16_caffe_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch):
 def _pretend_digest(monkeypatch, path, digest):
     """Make ``path``'s SHA-256 seem to start with ``digest`` (a small stand-in for a big file)."""
     real = backbones._sha256
-    monkeypatch.setattr(
-        backbones, "_sha256", lambda p: digest + "0" * 56 if p == path else real(p)
-    )
+    monkeypatch.setattr(backbones, "_sha256", lambda p: digest + "0" * 56 if p == path else real(p))
 
 
 class _Payload:

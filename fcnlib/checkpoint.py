@@ -155,6 +155,12 @@ def load_checkpoint(
     :meth:`TrainConfig.from_dict`), ``history``, ``model`` (the state dict), ``rng``, ``extra``.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))[:3]
+        raise IsADirectoryError(
+            f"{path} is a folder, not a checkpoint; give a checkpoint file"
+            + (f" (it holds {', '.join(inside)})" if inside else "")
+        )
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path.resolve()}; check the path")
     try:

@@ -29,7 +29,9 @@ Training runs data-parallel on several GPUs when started by ``torchrun``, one pr
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     import fcnlib
 
     prog = _prog()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description="Fully Convolutional Networks: train, evaluate, predict and benchmark. "
         "Every command defaults to the lab bench (synthetic shapes, small backbone, CPU).",
@@ -59,10 +61,30 @@ def build_parser() -> argparse.ArgumentParser:
         version=f"fcnlib {fcnlib.__version__} (torch {torch.__version__})",
         help="print fcnlib's and torch's versions and exit",
     )
+    _debug_argument(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_train_parser, _eval_parser, _predict_parser, _bench_parser, _data_parser):
         add(sub)
+    for command in sub.choices.values():
+        _debug_argument(command, default=argparse.SUPPRESS)  # keeps a --debug given before
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line that points to --help (not the usage
+    block, which buries the error under every option)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _debug_argument(parser: argparse.ArgumentParser, *, default) -> None:
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="on an error, show the traceback, not only its one-line message (also FCN_DEBUG=1)",
+    )
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -259,6 +281,11 @@ def _prog() -> str:
     return "python -m fcnlib" if name in ("", "__main__.py", "-c") else name
 
 
+# Far above any rate that trains (the recipes' run from 1e-10 to 1e-2), so a diverging run can
+# still be watched; far enough below float32's largest number (3.4e38) that a step stays finite.
+_MAX_RATE = 1e6
+
+
 def _rate(flag: str):
     """An argparse type for a learning rate: a finite number > 0."""
 
@@ -267,8 +294,11 @@ def _rate(flag: str):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
-        if not (value > 0 and value != float("inf")):
-            raise argparse.ArgumentTypeError(f"{flag} must be a finite number > 0, got {text}")
+        if not 0 < value <= _MAX_RATE:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a number above 0 and at most {_MAX_RATE:g}, got {text} (the "
+                "recipes' rates run from 1e-10, the paper's sum-over-pixels loss, to 1e-2)"
+            )
         return value
 
     return parse
@@ -297,7 +327,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         help="lab-bench validation (or test) scenes (default 128)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the scenes and of training (default 0)"
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the scenes and of training, 0 to 2**32 - 1 (default 0)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument(
@@ -309,6 +342,14 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         "'bench pipeline'); otherwise 0, loading in the main process",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _seed(text: str) -> int:
+    """--seed: a whole number that every generator takes (NumPy's stop at 2**32 - 1)."""
+    value = _positive("--seed", 0)(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"--seed must be below 2**32 = {2**32}, got {value}")
+    return value
 
 
 def _workers(text: str) -> int | None:
@@ -365,13 +406,23 @@ def _datasets(args: argparse.Namespace, *, train: bool):
 
 
 def _model_from_checkpoint(path: Path, device: torch.device):
-    from fcnlib.models import fcn
     from fcnlib.train import load_checkpoint
 
-    state = load_checkpoint(path)
+    return _model_from_state(load_checkpoint(path), path, device)
+
+
+def _spec(state: dict, path: Path) -> dict:
+    """The model spec that 'train' records in its checkpoints."""
     spec = state.get("extra", {}).get("model")
     if not spec:
         raise SystemExit(f"{path} was not written by 'python -m fcnlib train' (no model spec)")
+    return spec
+
+
+def _model_from_state(state: dict, path: Path, device: torch.device):
+    from fcnlib.models import fcn
+
+    spec = _spec(state, path)
     model = fcn(
         spec["backbone"],
         n_classes=spec["n_classes"],
@@ -381,6 +432,34 @@ def _model_from_checkpoint(path: Path, device: torch.device):
     )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), spec
+
+
+def _init_from_state(args: argparse.Namespace, model: dict) -> dict:
+    """The checkpoint that --init-from names, checked against this run's net (``model``: the
+    run's model options) before any data is read or net built."""
+    from fcnlib.train import load_checkpoint
+
+    path = args.init_from
+    state = load_checkpoint(path)
+    spec = _spec(state, path)
+    flags = {"backbone": "--backbone", "n_classes": "--data", "align": "--align"}
+    wrong = [
+        f"{flag} ({path} has {key} {spec[key]!r}, this run {model[key]!r})"
+        for key, flag in flags.items()
+        if spec[key] != model[key]
+    ]
+    if spec["stride"] <= model["stride"]:
+        wrong.append(
+            f"--model (it is an FCN-{spec['stride']}s, so it can start only a finer net than "
+            f"itself, not fcn{model['stride']}s)"
+        )
+    if wrong:
+        raise SystemExit(
+            f"--init-from {path} cannot start this run: {'; '.join(wrong)}. Staged training "
+            "starts fcn16s from an fcn32s checkpoint and fcn8s from an fcn16s one, with the same "
+            "--backbone, --align and --data"
+        )
+    return state
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -529,6 +608,9 @@ def _train_here(args: argparse.Namespace) -> None:
                   "init_from": None if args.init_from is None else str(args.init_from)},
     }  # fmt: skip
     state = _check_run(args, config, run, existing)  # before any data is read or net built
+    start = None
+    if args.init_from is not None and state is None:
+        start = _init_from_state(args, run["model"])
     device = pick_device(args.device)  # "cuda" is this process's GPU under torchrun
     config = config.replace(num_workers=_auto_workers(args, device))
     train, val, _ = _datasets(args, train=True)
@@ -544,8 +626,8 @@ def _train_here(args: argparse.Namespace) -> None:
     )
     if is_main_process():
         barrier()
-    if args.init_from is not None and state is None:
-        coarser, _ = _model_from_checkpoint(args.init_from, torch.device("cpu"))
+    if start is not None:
+        coarser, _ = _model_from_state(start, args.init_from, torch.device("cpu"))
         init_from(model, coarser)
     extra = {**run, "data": args.data}
     if state is not None and "start" not in state["extra"]:
@@ -588,12 +670,12 @@ def _eval(args: argparse.Namespace) -> None:
 
     device = pick_device(args.device)
     model, spec = _model_from_checkpoint(args.checkpoint, device)
-    _, data, classes = _datasets(args, train=False)
-    if len(classes) != spec["n_classes"]:
+    if len(_classes(args)) != spec["n_classes"]:
         raise SystemExit(
             f"{args.checkpoint} predicts {spec['n_classes']} classes but --data {args.data} has "
-            f"{len(classes)}; evaluate it on the data it was trained on"
+            f"{len(_classes(args))}; evaluate it on the data it was trained on"
         )
+    _, data, classes = _datasets(args, train=False)
     if args.data == "voc":  # whole images of different sizes: one at a time
         loader = torch.utils.data.DataLoader(
             data,
@@ -869,10 +951,56 @@ def _bench(args: argparse.Namespace) -> None:
         )
 
 
+# What a user's mistake ends in: a missing, damaged or unwritable file, a bad value, a full
+# disk, no GPU, too little memory. Reported in one line; anything else is a bug in fcnlib and
+# keeps its traceback. --debug (or FCN_DEBUG=1) shows the traceback of every error.
+_USER_ERRORS = (OSError, ValueError, RuntimeError, EOFError, MemoryError, pickle.UnpicklingError)
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     commands = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench, "data": _data}
-    commands[args.command](args)
+    where = f"{_prog()} {args.command}"
+    if args.debug or os.environ.get("FCN_DEBUG", "") not in ("", "0"):
+        commands[args.command](args)
+        return
+    try:
+        commands[args.command](args)
+    except KeyboardInterrupt:
+        kept = ""
+        if args.command == "train" and args.checkpoint.exists():
+            kept = f"; {args.checkpoint} keeps the last finished epoch (--resume continues it)"
+        print(f"{where}: interrupted{kept}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit as e:  # the command's own checks: already a sentence for people
+        if isinstance(e.code, str):
+            raise SystemExit(f"{where}: error: {_one_line(e.code)}") from None
+        raise
+    except _USER_ERRORS as e:
+        raise SystemExit(f"{where}: error: {_one_line(_explain(e))}") from None
+
+
+def _explain(err: BaseException) -> str:
+    """What went wrong, in words: the exception's message, and for a full disk or too little
+    memory what to do."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.errno in _FULL:
+        return (
+            f"{text}: no space left (a full disk, a quota or a file size limit). Free some space "
+            "or choose another place; files written before are intact (every save is atomic)"
+        )
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return (
+            f"out of memory ({text.split(chr(10))[0]}): use smaller images or a smaller "
+            "--batch-size, or run on a machine with more memory"
+        )
+    return text
+
+
+def _one_line(text: str) -> str:
+    """Whitespace and line breaks collapsed: an error is one line, then (--debug) the trace."""
+    return " ".join(text.split()) + " (--debug shows where)"
 
 
 if __name__ == "__main__":

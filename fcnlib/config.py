@@ -130,24 +130,42 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
             automatic choice); anything else is passed to :class:`torch.device` and checked.
 
     Raises:
+        ValueError: for a name that is not a device to compute on (``"meta"``, a typo),
+            naming ``$FCN_DEVICE`` when it came from there.
         RuntimeError: if a CUDA or MPS device is asked for but not available.
     """
+    what = "device"
     if device is None or str(device) == "auto":
         device = os.environ.get(DEVICE_ENV) or "auto"
+        what = f"${DEVICE_ENV}" if device != "auto" else what  # name the variable in errors
     if str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"{what} {str(device)!r} is not a device to run on: expected auto, cpu, cuda, "
+            f"cuda:N or mps{' (unset it for auto)' if what != 'device' else ''}"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            f"device {str(device)!r} was asked for, but PyTorch sees no CUDA GPU. "
+            f"{what} {str(device)!r} was asked for, but PyTorch sees no CUDA GPU. "
             "Use device='auto' (or 'cpu'); in Colab choose Runtime > Change runtime type > GPU."
+            + (f" Or unset ${DEVICE_ENV}." if what != "device" else "")
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"{what} {str(device)!r} was asked for, but PyTorch sees "
+            f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
         )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"device {str(device)!r} was asked for, but MPS is not available.")
+        raise RuntimeError(f"{what} {str(device)!r} was asked for, but MPS is not available.")
     return dev
 
 

@@ -522,10 +522,16 @@ def init_from(finer: FCN, coarser: FCN) -> FCN:
     """
     if finer.stride >= coarser.stride:
         raise ValueError(
-            f"init_from expects a finer net: got strides {finer.stride} and {coarser.stride}"
+            f"init_from starts a finer net from a coarser one: got strides {finer.stride} "
+            f"(the net to start) and {coarser.stride} (the trained one); staged training goes "
+            "32 -> 16 -> 8"
         )
-    if finer.align != coarser.align or finer.n_classes != coarser.n_classes:
-        raise ValueError("both nets need the same align and n_classes")
+    for what in ("n_classes", "align"):
+        if getattr(finer, what) != getattr(coarser, what):
+            raise ValueError(
+                f"both nets need the same {what}: got {getattr(finer, what)!r} (the net to "
+                f"start) and {getattr(coarser, what)!r} (the trained one)"
+            )
     if finer.in_channels != coarser.in_channels:
         raise ValueError(
             f"both nets need the same input channels: got {finer.in_channels} (finer) and "
@@ -541,10 +547,19 @@ def init_from(finer: FCN, coarser: FCN) -> FCN:
             "trained on differently normalised inputs; build both on the same backbone"
         )
     own = finer.state_dict()
+    # Names are shared on purpose (features.*, fc.*, score_fr, score_pool4, upscore2, ...); the
+    # coarser net's final upsampling is named after its stride and so never matches.
+    differ = [n for n, v in coarser.state_dict().items() if n in own and own[n].shape != v.shape]
+    if differ:
+        name = differ[0]
+        raise ValueError(
+            f"the nets have different layers: {len(differ)} of the coarser net's "
+            f"{len(coarser.state_dict())} tensors have another shape in the finer one (e.g. "
+            f"{name}: {tuple(coarser.state_dict()[name].shape)} and {tuple(own[name].shape)}); "
+            "build the finer net on the coarser one's backbone"
+        )
     for name, value in coarser.state_dict().items():
-        # Names are shared on purpose (features.*, fc.*, score_fr, score_pool4, upscore2, ...);
-        # the coarser net's final upsampling is named after its stride and so never matches.
-        if name in own and own[name].shape == value.shape:
+        if name in own:
             own[name].copy_(value)
     return finer
 

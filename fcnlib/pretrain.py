@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -257,11 +258,27 @@ def _cached_or_trained(
         warnings.warn(
             f"cached backbone {path} is unusable: {problem}; training it again", stacklevel=3
         )
+    if folder is not None:
+        _check_writable(folder)  # before a minute of training, not after it
     net, acc = _train_lab_classifier(name, recipe, progress=progress)
     net.val_accuracy = acc
     if path is not None:
         atomic_torch_save(_blob(name, recipe, net, acc), path)
     return net.eval()
+
+
+def _check_writable(folder: Path) -> None:
+    """PermissionError (what to do included) unless the cache ``folder`` can take a file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # also a read-only mount, also for root
+            pass
+    except OSError as e:
+        raise PermissionError(
+            f"cannot write the pre-trained backbone's cache folder {folder} "
+            f"($FCN_CACHE/backbones; {e.strerror or e}): set FCN_CACHE to a folder you can "
+            "write, or pass cache=False to train it without keeping it"
+        ) from e
 
 
 def _write_shipped_weights(name: str = "tiny_vgg", *, progress: bool = True) -> Path:

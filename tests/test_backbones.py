@@ -68,6 +68,16 @@ def test_pretraining_is_cached_and_reused(tmp_path, monkeypatch):
     assert again.val_accuracy == net.val_accuracy
 
 
+def test_an_unwritable_cache_is_refused_before_training(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setattr(pretrain, "_train_lab_classifier", _no_training)
+    with pytest.raises(PermissionError, match=r"cannot write .* set FCN_CACHE"):
+        pretrained_classifier("tiny_vgg", cache=tmp_path / "file" / "sub", recipe=TINY)
+    monkeypatch.setenv("FCN_CACHE", str(tmp_path / "file"))
+    with pytest.raises(PermissionError, match=r"cache folder .*file/backbones"):
+        pretrained_classifier("tiny_vgg_wide", progress=False)
+
+
 def test_pretraining_is_deterministic():  # on the CPU, also where CUDA is present
     rng, threads = torch.get_rng_state(), torch.get_num_threads()
     a = pretrained_classifier("tiny_vgg", cache=False, recipe=TINY, progress=False)

@@ -45,7 +45,7 @@ def test_checkpoint_without_model_spec_is_refused(tmp_path):
     from fcnlib.train import fit, recipe
 
     torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
-    with pytest.raises(RuntimeError, match="not an fcnlib checkpoint"):
+    with pytest.raises(SystemExit, match=r"error: .* is not an fcnlib checkpoint"):
         main(["eval", str(tmp_path / "x.pt"), "--device", "cpu"])
     # an fcnlib checkpoint, but of a run started from Python with no model spec in `extra`
     data = (torch.rand(2, 3, 8, 8), torch.randint(0, 2, (2, 8, 8)))
@@ -177,7 +177,7 @@ def test_a_text_file_as_checkpoint_says_what_was_expected(tmp_path, command):
     Image.new("RGB", (8, 8)).save(image)
     args = [str(image), "--out-dir", str(tmp_path)] if command == "predict" else []
     with pytest.raises(
-        RuntimeError, match=r"notes\.txt is not an fcnlib checkpoint.*fcnlib's train"
+        SystemExit, match=rf"{command}: error: .*notes\.txt is not an fcnlib checkpoint.*fcnlib's"
     ):
         main([command, str(notes), *args, "--device", "cpu"])
 
@@ -295,9 +295,10 @@ def test_paths_and_numbers_are_checked_before_any_work(tmp_path, capsys, monkeyp
         _train(tmp_path / "run.pt", "--init-from", str(tmp_path / "missing.pt"))
     bad = [
         ("--batch-size", "0", "must be >= 1"),
-        ("--lr", "0", "> 0"),
-        ("--lr", "-1", "> 0"),
-        ("--lr", "nan", "> 0"),
+        ("--lr", "0", "above 0"),
+        ("--lr", "-1", "above 0"),
+        ("--lr", "nan", "above 0"),
+        ("--lr", "1e39", "at most 1e+06"),
         ("--workers", "-1", "must be >= 0"),
         ("--size", "8", ">= 32"),
     ]
@@ -333,7 +334,8 @@ def test_a_diverging_run_stops_with_a_message_in_flags(tmp_path):
     ckpt = tmp_path / "run.pt"
     with pytest.raises(SystemExit) as info:
         _train(ckpt, "--epochs", "2", "--lr", "1e4")  # used to end with loss 2e26, "saved"
-    message = str(info.value)
+    where, message = str(info.value).split(": error: ")
+    assert where.endswith(" train")
     # one step per epoch: caught at epoch 2's first step, against epoch 1's starting loss
     assert message.startswith("training diverged: loss") and "at epoch 2, step 0" in message
     assert "run.pt keeps the last good epoch." in message

@@ -57,10 +57,23 @@ def test_pick_device(monkeypatch):
     assert pick_device() == torch.device("cpu")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_asking_for_missing_gpu_is_a_clear_error():
+def test_asking_for_missing_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # any machine, GPU or not
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         pick_device("cuda")
+    monkeypatch.setenv("FCN_DEVICE", "cuda")  # set in the shell, perhaps long ago: named
+    with pytest.raises(RuntimeError, match=r"\$FCN_DEVICE 'cuda'.*no CUDA GPU.*unset \$FCN_DEV"):
+        pick_device()
+
+
+@pytest.mark.parametrize("name", ["bogus", "meta", "cuda:x", "cpu:0:1"])
+def test_a_name_that_is_no_device_is_refused_naming_where_it_came_from(monkeypatch, name):
+    monkeypatch.delenv("FCN_DEVICE", raising=False)
+    with pytest.raises(ValueError, match=f"device '{name}' is not a device to run on: expected"):
+        pick_device(name)
+    monkeypatch.setenv("FCN_DEVICE", name)
+    with pytest.raises(ValueError, match=rf"^\$FCN_DEVICE '{name}' is not a device.*unset it"):
+        pick_device()
 
 
 def test_seed_everything_reproduces():

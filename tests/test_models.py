@@ -199,6 +199,12 @@ def test_init_from_checks_its_arguments():
     bgr.bgr = True  # weights trained on BGR inputs cannot start an RGB net
     with pytest.raises(ValueError, match="normalisation"):
         init_from(fcn16s("tiny_vgg", n_classes=3), bgr)
+    # another backbone with the same layer names: refused, not 9 of 63 tensors copied
+    wide = fcn16s("tiny_vgg_wide", n_classes=3)
+    before = {k: v.clone() for k, v in wide.state_dict().items()}
+    with pytest.raises(ValueError, match=r"different layers: 53 of the coarser net's 63 tensors"):
+        init_from(wide, fcn32s("tiny_vgg", n_classes=3))
+    assert all(torch.equal(v, before[k]) for k, v in wide.state_dict().items())  # untouched
 
 
 def test_bad_arguments_are_clear_errors():

@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -38,6 +38,13 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
     return _atomic_write(lambda f: torch.save(obj, f), Path(path))
+
+
+def atomic_write(write: Callable[[BinaryIO], Any], path: str | os.PathLike) -> Path:
+    """Write ``path`` atomically, as :func:`atomic_torch_save` does, through ``write(f)``: any
+    writer that takes a binary file, e.g. ``lambda f: image.save(f, format="PNG")`` (give the
+    format: the temporary file's name does not end in .png)."""
+    return _atomic_write(write, Path(path))
 
 
 def _atomic_write(write: Callable[[Any], Any], path: Path) -> Path:

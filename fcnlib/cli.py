@@ -5,7 +5,7 @@ Defaults are the lab bench, so every command works offline on a laptop:
     python -m fcnlib train --model fcn32s --epochs 8 --checkpoint runs/fcn32s.pt
     python -m fcnlib train --model fcn8s --init-from runs/fcn32s.pt --checkpoint runs/fcn8s.pt
     python -m fcnlib eval runs/fcn8s.pt
-    python -m fcnlib predict runs/fcn8s.pt photo.png --out-dir predictions
+    python -m fcnlib predict runs/fcn8s.pt photo.png holiday/ --out-dir predictions  # folders too
     python -m fcnlib bench data
     python -m fcnlib data fetch voc2012 --root ~/data    # PASCAL VOC, SBD: see fcnlib.data.voc
 
@@ -227,24 +227,50 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _predict_parser(sub: argparse._SubParsersAction) -> None:
+    from fcnlib.infer import DEFAULT_MAX_PIXELS
+
     pr = sub.add_parser(
         "predict",
         help="label images: class-index mask and overlay PNGs",
-        description="Label image files with a trained checkpoint. For each image, writes "
-        "NAME_mask.png, the class ids as a palette PNG in VOC's format (shown in VOC's colours; "
-        "np.array(PIL.Image.open(...)) reads the ids), and NAME_overlay.png, the image tinted by "
-        "class. NAME is the file's stem (photo.jpg: photo_mask.png); when inputs share a stem, "
-        "their extension is kept (photo.jpg, photo.png: photo_jpg_mask.png, "
-        "photo_png_mask.png), and if names still collide (a/photo.png, b/photo.png) the input's "
-        "position is added (photo_png_1_mask.png, photo_png_2_mask.png). No result overwrites "
-        "another of the same call.",
+        description="Label image files with a trained checkpoint, one image at a time (memory "
+        "holds one image). An argument that is a folder means its image files ("
+        f"{' '.join(_IMAGE_SUFFIXES)}, in any case), sorted by name; not its subfolders, hidden "
+        "files, nor the NAME_mask.png and NAME_overlay.png that predict writes. Images are read "
+        "as displayed: a photo's EXIF orientation is applied, so its mask has the size viewers "
+        "show. For each image, writes NAME_mask.png, the class ids as a palette PNG in VOC's "
+        "format (shown in VOC's colours; np.array(PIL.Image.open(...)) reads the ids), and "
+        "NAME_overlay.png, the image tinted by class. NAME is the file's stem (photo.jpg: "
+        "photo_mask.png); when inputs share a stem (ignoring case), their extension is kept "
+        "(photo.jpg, photo.png: photo_jpg_mask.png, photo_png_mask.png), and if names still "
+        "collide (a/photo.png, b/photo.png) the input's position is added (photo_png_1_mask.png, "
+        "photo_png_2_mask.png). Before any work, every input, every image's header and every "
+        "output name is checked: a file already in --out-dir is replaced only with --overwrite, "
+        "and an input never; each file is written under a temporary name and then renamed, so "
+        "an interrupted run leaves no half-written file.",
     )
     pr.add_argument("checkpoint", type=Path, help="a checkpoint written by train")
     pr.add_argument(
-        "images", type=Path, nargs="+", help="PNG/JPEG/... files, any size or mode, 8 or 16 bit"
+        "images",
+        type=Path,
+        nargs="+",
+        help="image files (PNG/JPEG/..., any size up to --max-pixels, any mode, 8 or 16 bit) "
+        "or folders of them",
     )
     pr.add_argument(
         "--out-dir", type=Path, default=Path("predictions"), help="default ./predictions"
+    )
+    pr.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs already in --out-dir (never an input: those are always refused)",
+    )
+    pr.add_argument(
+        "--max-pixels",
+        type=_positive("--max-pixels", minimum=0),
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images of more pixels (default {DEFAULT_MAX_PIXELS}, i.e. "
+        f"{DEFAULT_MAX_PIXELS // 10**6} megapixels: predict needs about 0.24 GiB per megapixel "
+        "with the lab backbone, ~9.5 GiB for 40); 0: no limit",
     )
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
@@ -693,16 +719,59 @@ def _eval(args: argparse.Namespace) -> None:
     print(scores.to_table(list(classes)))
 
 
+# What a folder given to predict stands for: its files PIL reads, by extension (any case).
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_OUTPUT_KINDS = ("mask", "overlay")  # predict writes NAME_mask.png and NAME_overlay.png
+
+
+def _image_inputs(paths: list[Path]) -> list[Path]:
+    """The image files ``paths`` name, each once: a folder stands for its images (sorted, not
+    recursive, not hidden, not predict's outputs). Every path is checked before any work."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(f"no such file or folder: {_first_few(missing)}; check the paths")
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if _is_input_image(p))
+        if not found:
+            raise SystemExit(
+                f"folder {path} holds no images ({' '.join(_IMAGE_SUFFIXES)}); predict does not "
+                "look into subfolders, nor at the *_mask.png and *_overlay.png it writes"
+            )
+        files += found
+    unique = {p.resolve(): p for p in reversed(files)}  # the first mention of a file wins
+    return list(reversed(unique.values()))
+
+
+def _is_input_image(path: Path) -> bool:
+    outputs = tuple(f"_{kind}.png" for kind in _OUTPUT_KINDS)
+    return (
+        path.suffix.lower() in _IMAGE_SUFFIXES
+        and not path.name.startswith(".")  # e.g. macOS's ._photo.jpg, which is no image
+        and not path.name.endswith(outputs)
+        and path.is_file()
+    )
+
+
+def _first_few(items: list, n: int = 5, *, sep: str = ", ") -> str:
+    more = f"{sep}and {len(items) - n} more" if len(items) > n else ""
+    return sep.join(map(str, items[:n])) + more
+
+
 def _output_names(paths: list[Path]) -> list[str]:
     """One output name per input, unique within the call (see the predict --help): the stem;
-    the name with its extension where stems collide; then the input's position (1-based)."""
+    the name with its extension where stems collide; then the input's position (1-based).
+    Names are compared ignoring case: on macOS and Windows Photo_mask.png is photo_mask.png."""
     from collections import Counter
 
-    stems = Counter(p.stem for p in paths)
-    names = [p.name.replace(".", "_") if stems[p.stem] > 1 else p.stem for p in paths]
-    counts = Counter(names)
-    names = [f"{n}_{i}" if counts[n] > 1 else n for i, n in enumerate(names, 1)]
-    clashes = sorted(n for n, c in Counter(names).items() if c > 1)
+    stems = Counter(p.stem.casefold() for p in paths)
+    names = [p.name.replace(".", "_") if stems[p.stem.casefold()] > 1 else p.stem for p in paths]
+    counts = Counter(n.casefold() for n in names)
+    names = [f"{n}_{i}" if counts[n.casefold()] > 1 else n for i, n in enumerate(names, 1)]
+    clashes = sorted(n for n, c in Counter(n.casefold() for n in names).items() if c > 1)
     if clashes:  # only inputs named like another's fallback, e.g. photo_png_2.png
         raise SystemExit(
             f"cannot give every input its own output name: {clashes} would be written twice; "
@@ -711,14 +780,80 @@ def _output_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _predict(args: argparse.Namespace) -> None:
-    from torchvision.utils import save_image
+def _check_out_dir(out: Path) -> None:
+    """Refuse an --out-dir that cannot be written, before any work."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(
+            f"--out-dir {out} is a file, not a folder; give a folder (a missing one is created)"
+        )
+    folder = out
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folders below it are created before the first image
+    if not folder.is_dir():
+        raise SystemExit(f"--out-dir {out}: {folder} is a file, not a folder; choose another")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SystemExit(f"--out-dir {out}: cannot write in {folder}; choose another --out-dir")
 
+
+def _check_outputs(inputs: list[Path], outputs: list[Path], out: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work, to replace an input (ever) or a file (without --overwrite)."""
+
+    def file_id(path: Path) -> tuple[int, int]:  # one file under two names (links) is caught
+        st = path.stat()
+        return st.st_dev, st.st_ino
+
+    taken = {file_id(p) for p in inputs}
+    existing = [p for p in outputs if p.exists()]
+    inputs_hit = [p for p in existing if file_id(p) in taken]
+    if inputs_hit:
+        raise SystemExit(
+            f"predict would overwrite its own input{'s' * (len(inputs_hit) > 1)} "
+            f"{_first_few(inputs_hit)}, which it never does, even with --overwrite: choose "
+            f"another --out-dir (e.g. {out / 'predictions'}), or rename "
+            f"{'those inputs' if len(inputs_hit) > 1 else 'that input'}"
+        )
+    folders = [p for p in existing if p.is_dir()]
+    if folders:
+        raise SystemExit(
+            f"outputs would replace the folders {_first_few(folders)}; choose another --out-dir"
+        )
+    if existing and not overwrite:
+        one = len(existing) == 1
+        raise SystemExit(
+            f"{len(existing)} output file{'' if one else 's'} already exist{'s' if one else ''} "
+            f"in {out}: {_first_few([p.name for p in existing])}; pass --overwrite to replace "
+            f"{'it' if one else 'them'}, or choose another --out-dir"
+        )
+
+
+def _check_images(paths: list[Path], max_pixels: int | None) -> None:
+    """Refuse, from their headers, images load_image would refuse: all named in one message."""
+    from fcnlib.infer import check_image
+
+    problems = []
+    for path in paths:
+        try:
+            check_image(path, max_pixels=max_pixels)
+        except (OSError, ValueError) as e:
+            problems.append(str(e))
+    if problems:
+        head = f"{len(problems)} of {len(paths)} images cannot be labelled (nothing was written): "
+        raise SystemExit((head if len(paths) > 1 else "") + _first_few(problems, 3, sep=" | "))
+
+
+def _predict(args: argparse.Namespace) -> None:
     from fcnlib.config import pick_device
     from fcnlib.data.labels import save_label_png
     from fcnlib.infer import load_image, predict
-    from fcnlib.viz import overlay
 
+    inputs = _image_inputs(args.images)
+    names = _output_names(inputs)
+    outputs = [[args.out_dir / f"{name}_{kind}.png" for kind in _OUTPUT_KINDS] for name in names]
+    _check_out_dir(args.out_dir)
+    _check_outputs(inputs, [p for pair in outputs for p in pair], args.out_dir,
+                   overwrite=args.overwrite)  # fmt: skip
+    max_pixels = args.max_pixels or None
+    _check_images(inputs, max_pixels)
     device = pick_device(args.device)
     model, spec = _model_from_checkpoint(args.checkpoint, device)
     if spec["n_classes"] > 255:  # VOC's palette PNG holds ids 0-254, 255 meaning void
@@ -726,15 +861,25 @@ def _predict(args: argparse.Namespace) -> None:
             f"{args.checkpoint} predicts {spec['n_classes']} classes; a VOC palette PNG holds "
             "at most 255 (ids 0-254); label the images with fcnlib.infer.predict instead"
         )
-    names = _output_names(args.images)
-    images = [load_image(p) for p in args.images]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    labels = predict(model, images)
-    for path, name, image, label in zip(args.images, names, images, labels, strict=True):
-        mask, over = args.out_dir / f"{name}_mask.png", args.out_dir / f"{name}_overlay.png"
-        save_label_png(label, mask)  # class ids, in VOC's colours
-        save_image(overlay(image, label), over)
-        print(f"{path} -> {mask}, {over}")
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"--out-dir {args.out_dir} cannot be created ({e}); choose another") from e
+    for path, (mask, over) in zip(inputs, outputs, strict=True):  # one image in memory at a time
+        image = load_image(path, max_pixels=max_pixels)  # (3, H, W) float, as displayed
+        label = predict(model, [image], device=device)[0]  # (H, W) int64
+        save_label_png(label, mask, atomic=True)  # class ids, in VOC's colours
+        _save_overlay(image, label, over)
+        print(f"{path} -> {mask}, {over}", flush=True)
+
+
+def _save_overlay(image: torch.Tensor, label: torch.Tensor, path: Path) -> None:
+    from torchvision.utils import save_image
+
+    from fcnlib._io import atomic_write
+    from fcnlib.viz import overlay
+
+    atomic_write(lambda f: save_image(overlay(image, label), f, format="png"), path)
 
 
 def _data(args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """The command line: train -> eval -> predict on a tiny lab-bench run."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,7 +53,11 @@ def test_checkpoint_without_model_spec_is_refused(tmp_path):
     fit(nn.Conv2d(3, 2, 1), data, config=recipe("fast", epochs=1), n_classes=2,
         checkpoint=tmp_path / "plain.pt", progress=False, tensorboard=False)  # fmt: skip
     plain = str(tmp_path / "plain.pt")
-    for args in (["eval", plain], ["predict", plain, "x.png"]):
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    for args in (
+        ["eval", plain],
+        ["predict", plain, str(tmp_path / "x.png"), "--out-dir", str(tmp_path / "out")],
+    ):
         with pytest.raises(SystemExit, match="not written by 'python -m fcnlib train'"):
             main([*args, "--device", "cpu"])
 
@@ -208,6 +213,174 @@ def test_predict_gives_every_input_its_own_outputs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
     assert "photo_jpg_mask.png" in " ".join(capsys.readouterr().out.split())  # documented
+
+
+def _photo(path, width=12, height=9, colour=(200, 30, 30)):
+    Image.new("RGB", (width, height), colour).save(path)
+    return path
+
+
+def _no_work(monkeypatch):
+    """Fail the test if predict loads the checkpoint or an image's pixels."""
+    import fcnlib.cli
+    import fcnlib.infer
+
+    monkeypatch.setattr(fcnlib.cli, "_model_from_checkpoint", lambda *a: pytest.fail("work"))
+    monkeypatch.setattr(fcnlib.infer, "load_image", lambda *a, **k: pytest.fail("work"))
+
+
+def _predict(ckpt, *args):
+    main(["predict", str(ckpt), *map(str, args), "--device", "cpu"])
+
+
+def test_predict_never_overwrites_an_input(tmp_path, monkeypatch):
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    folder = tmp_path / "a"
+    folder.mkdir()
+    inputs = [_photo(folder / "photo.png"), _photo(folder / "photo_mask.png", colour=(1, 2, 3))]
+    before = [p.read_bytes() for p in inputs]
+    _no_work(monkeypatch)
+    for more in ([], ["--overwrite"]):
+        with pytest.raises(
+            SystemExit, match=r"overwrite its own input.*photo_mask\.png.*--out-dir"
+        ):
+            _predict(ckpt, *inputs, "--out-dir", folder, *more)
+    assert [p.read_bytes() for p in inputs] == before
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.png", "photo_mask.png"]
+
+
+def test_predict_replaces_no_file_unless_told_and_writes_atomically(tmp_path, monkeypatch, capsys):
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    photos = [_photo(tmp_path / f"{name}.png") for name in ("first", "photo")]
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "photo_overlay.png"
+    mine.write_bytes(b"the user's own drawing")
+    with pytest.raises(SystemExit, match=r"1 output file.*photo_overlay\.png.*--overwrite"):
+        _predict(ckpt, *photos, "--out-dir", out)
+    assert mine.read_bytes() == b"the user's own drawing"
+    assert sorted(p.name for p in out.iterdir()) == ["photo_overlay.png"]  # all checked first
+    _predict(ckpt, *photos, "--out-dir", out, "--overwrite")
+    assert Image.open(mine).size == (12, 9)
+    with pytest.raises(SystemExit, match=r"4 output files.*first_mask\.png.*--overwrite"):
+        _predict(ckpt, *photos, "--out-dir", out)  # a second predict into the same folder
+
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    save = Image.Image.save
+    for kind in ("P", "RGB"):  # the disk fills up halfway through a mask, then an overlay
+
+        def crash(self, fp, *args, kind=kind, **kwargs):
+            if self.mode != kind:
+                return save(self, fp, *args, **kwargs)
+            fp.write(b"half") if hasattr(fp, "write") else Path(fp).write_bytes(b"half")
+            raise OSError("No space left on device")
+
+        monkeypatch.setattr(Image.Image, "save", crash)
+        with pytest.raises(OSError, match="No space"):
+            _predict(ckpt, *photos, "--out-dir", out, "--overwrite")
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == written  # no half a file
+
+
+def test_predict_refuses_an_out_dir_it_cannot_write_before_any_work(tmp_path, monkeypatch):
+    import fcnlib.cli
+
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    photo = _photo(tmp_path / "photo.png")
+    _no_work(monkeypatch)
+    (tmp_path / "notes").write_text("x")
+    with pytest.raises(SystemExit, match=r"--out-dir .*notes is a file, not a folder"):
+        _predict(ckpt, photo, "--out-dir", tmp_path / "notes")
+    with pytest.raises(SystemExit, match=r"--out-dir .*notes/new: .*notes is a file"):
+        _predict(ckpt, photo, "--out-dir", tmp_path / "notes" / "new")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(fcnlib.cli.os, "access", lambda path, mode: Path(path) != locked)
+    with pytest.raises(SystemExit, match=r"--out-dir .*locked/new: cannot write in .*locked"):
+        _predict(ckpt, photo, "--out-dir", locked / "new")
+
+
+def test_predict_takes_folders_and_checks_every_input_first(tmp_path, monkeypatch, capsys):
+    import fcnlib.infer
+
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    folder = tmp_path / "holiday"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.png", "A.JPG", "c.webp", "d.tiff", "sub/e.png", "f_mask.png",
+                 "f_overlay.png", ".g.png"):  # fmt: skip
+        _photo(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.new("RGB", (30, 20)).save(folder / "portrait.jpg", exif=exif)
+    calls = []
+    real_load, real_predict = fcnlib.infer.load_image, fcnlib.infer.predict
+
+    def load(path, **kwargs):
+        calls.append(path.name)
+        return real_load(path, **kwargs)
+
+    def predict(model, images, **kwargs):
+        calls.append(len(images))
+        return real_predict(model, images, **kwargs)
+
+    monkeypatch.setattr(fcnlib.infer, "load_image", load)
+    monkeypatch.setattr(fcnlib.infer, "predict", predict)
+    out = tmp_path / "out"
+    _predict(ckpt, folder, "--out-dir", out)
+    labelled = ["A.JPG", "b.png", "c.webp", "d.tiff", "portrait.jpg"]  # sorted, not recursive
+    assert calls == [x for name in labelled for x in (name, 1)]  # one image at a time
+    assert capsys.readouterr().out.count(" -> ") == 5
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{Path(n).stem}_{kind}.png" for n in labelled for kind in ("mask", "overlay")
+    )
+    assert Image.open(out / "portrait_mask.png").size == (20, 30)  # as displayed
+
+    _no_work(monkeypatch)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"empty holds no images.*\.png.*\.jpg"):
+        _predict(ckpt, tmp_path / "empty", "--out-dir", tmp_path / "o2")
+    with pytest.raises(SystemExit, match=r"no such file or folder: .*missing1\.png, .*missing2"):
+        _predict(ckpt, tmp_path / "missing1.png", folder / "b.png", tmp_path / "missing2.png",
+                 "--out-dir", tmp_path / "o2")  # fmt: skip
+    assert not (tmp_path / "o2").exists()
+
+
+def test_predict_checks_every_image_header_before_any_work(tmp_path, monkeypatch):
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    good = _photo(tmp_path / "good.png", 20, 10)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    _no_work(monkeypatch)
+    with pytest.raises(
+        SystemExit, match=r"2 of 3 images.*empty\.jpg is empty.*text\.png is not an"
+    ):
+        _predict(ckpt, good, tmp_path / "empty.jpg", tmp_path / "text.png", "--out-dir", tmp_path)
+    with pytest.raises(SystemExit, match=r"good\.png is 20x10 = 200 pixels.*--max-pixels"):
+        _predict(ckpt, good, "--max-pixels", "199", "--out-dir", tmp_path)
+    for bad in ("-1", "1.5", "lots"):
+        with pytest.raises(SystemExit):
+            _predict(ckpt, good, "--max-pixels", bad)
+    monkeypatch.undo()
+    _predict(ckpt, good, "--max-pixels", "0", "--out-dir", tmp_path / "o")
+    _predict(ckpt, good, "--max-pixels", "200", "--out-dir", tmp_path / "o2")
+    assert (tmp_path / "o2" / "good_mask.png").is_file()
+
+
+def test_inputs_whose_names_differ_in_case_get_their_own_outputs(tmp_path):
+    ckpt = _untrained_checkpoint(tmp_path / "ck.pt")
+    inputs = [_photo(tmp_path / "Photo.png", 12), _photo(tmp_path / "photo.jpg", 13)]
+    _predict(ckpt, *inputs, "--out-dir", tmp_path / "out")  # one file on macOS or Windows
+    names = sorted(p.name.casefold() for p in (tmp_path / "out").iterdir())
+    assert len(set(names)) == 4
+
+
+def test_predict_help_says_what_it_writes_and_refuses(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("--overwrite", "never an input", "folder", "EXIF", "--max-pixels",
+                  "40 megapixels", "one image at a time"):  # fmt: skip
+        assert words in text, words
 
 
 # ----------------------------------------------------------------------------- runs

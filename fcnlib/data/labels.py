@@ -40,12 +40,15 @@ def voc_palette(n: int = 256) -> torch.Tensor:
     return rgb.to(torch.uint8)
 
 
-def save_label_png(label: torch.Tensor, path: str | Path) -> Path:
+def save_label_png(label: torch.Tensor, path: str | Path, *, atomic: bool = False) -> Path:
     """Write a label map ``(H, W)`` as VOC writes its ``SegmentationClass`` PNGs.
 
     A palette PNG (PIL mode ``"P"``): each pixel stores its class id (255: void), and the VOC
     colour map (:func:`voc_palette`) makes it display in the usual colours; read
     the ids back with ``np.array(Image.open(path))``. Ids must be in [0, 255].
+    ``atomic=True`` writes a temporary file beside ``path`` and renames it over ``path``, so a
+    crash never leaves half a file (nor destroys the one there); the default writes in place,
+    faster where many files are written at once (a dataset).
     """
     import numpy as np
     from PIL import Image
@@ -64,5 +67,9 @@ def save_label_png(label: torch.Tensor, path: str | Path) -> Path:
     png = Image.fromarray(label.cpu().numpy().astype(np.uint8))  # mode "L": the ids
     png.putpalette(voc_palette().numpy().tobytes())  # "L" -> "P": the ids now index colours
     path = Path(path)
+    if atomic:
+        from fcnlib._io import atomic_write
+
+        return atomic_write(lambda f: png.save(f, format="PNG"), path)
     png.save(path)
     return path

@@ -412,6 +412,18 @@ def test_void_is_never_interpolated_into_a_class():
         assert (out == 255).any()
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"crop": 0}, "crop must be"), ({"crop": -5}, "crop must be"), ({"crop": 2.5}, "crop must be"),
+     ({"crop": (3, 4, 5)}, "crop must be"), ({"crop": True}, "crop must be"),
+     ({"scale": 0.5}, r"scale must be \(low, high\).*got 0.5"),
+     ({"scale": (2, 0.5)}, "scale must be")],
+)  # fmt: skip
+def test_bad_transform_options_are_refused_when_made(options, expected):
+    with pytest.raises(ValueError, match=expected):
+        voc.train_transform(**options)  # not at the first item, or (crop=2.5) silently 2
+
+
 def test_transforms_are_deterministic_under_manual_seed():
     image, label = _block_pair(seed=3)
     t = voc.train_transform(crop=48, scale=(0.5, 2.0))

@@ -197,6 +197,14 @@ def test_label_of_another_size_than_its_image_is_named(sample, crop):
     assert str(sample.label_file) in message and str(sample.image_file) in message
 
 
+def test_colour_label_png_is_named_as_such(tmp_path, fake_voc):
+    name = fake_voc.splits["train"][0]
+    path = fake_voc.path / "SegmentationClass" / f"{name}.png"
+    Image.open(path).convert("RGB").save(path)  # as an image editor might save it
+    with pytest.raises(ValueError, match=r"has shape \(32, 48, 3\).*It is a colour image"):
+        voc.VOCSegmentation("train", root=tmp_path)[0]
+
+
 def test_void_and_every_class_id_load(sample):
     label = np.tile(np.r_[0:21, 255].astype(np.uint8), (SIZE[0], 3))[:, : SIZE[1]]
     sample.write_label(label)

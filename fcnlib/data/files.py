@@ -176,10 +176,12 @@ def check_size(
     (label_path, label_shape), (image_path, image_shape) = label, image
     h, w = image_shape[-2:]
     if tuple(label_shape) != (h, w):
+        colour = len(label_shape) == 3 and tuple(label_shape[:2]) == (h, w) and what == "label"
+        hint = " It is a colour image; a label is a palette or greyscale PNG." if colour else ""
         raise ValueError(
             f"sample {sample!r}: the {what} {label_path} has shape {tuple(label_shape)}, but "
             f"the image {image_path} is {h}x{w} (H x W): expected shape ({h}, {w}), one value "
-            f"per pixel of that image. {fix}"
+            f"per pixel of that image.{hint} {fix}"
         )
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from fcnlib.data.labels import check_ignore_index
+
 __all__ = ["balanced_class_weights", "segmentation_loss"]
 
 
@@ -30,6 +32,8 @@ def segmentation_loss(
     Args:
         logits: float ``(N, C, H, W)``, the model's full-resolution output.
         target: int64 ``(N, H, W)`` with class ids ``0..C-1`` or ``ignore_index``.
+        ignore_index: the label of pixels that do not count (void): an int, 0..255 or
+            negative (see :func:`fcnlib.data.labels.check_ignore_index`).
         reduction: ``"mean"`` over labelled pixels (weighted mean with class weights) or
             ``"sum"``, the official "heavy" recipe's unnormalised loss.
         sample_fraction: keep each sampling cell's loss with probability ``p`` (loss
@@ -46,6 +50,7 @@ def segmentation_loss(
     >>> round(segmentation_loss(logits, target).item(), 4)  # log(3) per labelled pixel
     1.0986
     """
+    ignore_index = check_ignore_index(ignore_index)
     if logits.dim() != 4 or target.dim() != 3:
         raise ValueError(
             f"expected logits (N, C, H, W) and target (N, H, W), got logits "

@@ -42,6 +42,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from fcnlib.data.labels import check_ignore_index
+
 __all__ = [
     "ConfusionMatrix",
     "Scores",
@@ -107,6 +109,7 @@ class ConfusionMatrix:
     Args:
         n_classes: number of classes, labels are ``0 .. n_classes - 1``.
         ignore_index: target label whose pixels are not counted (VOC's void, 255); None counts all.
+            An int 0..255 or negative (:func:`fcnlib.data.labels.check_ignore_index`).
 
     Example:
         >>> cm = ConfusionMatrix(3)
@@ -121,7 +124,7 @@ class ConfusionMatrix:
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}; count the background too")
         self.n_classes = n_classes
-        self.ignore_index = ignore_index
+        self.ignore_index = check_ignore_index(ignore_index, none_ok=True)
         self.matrix = torch.zeros(n_classes, n_classes, dtype=torch.int64)
 
     def __repr__(self) -> str:
@@ -348,6 +351,7 @@ def coarse_labels(
     Args:
         target: integer labels ``(N, H, W)`` or ``(H, W)``, classes ``0..n_classes-1``, void.
         factor: block side (output stride), >= 1; 1 returns ``target`` unchanged.
+        ignore_index: the void label (an int 0..255 or negative), as for the loss.
 
     Returns:
         int64 labels of the same shape.
@@ -358,6 +362,7 @@ def coarse_labels(
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be an int >= 1 (the output stride), got {factor!r}")
+    ignore_index = check_ignore_index(ignore_index)
     _check_label_map(target)
     labelled = target != ignore_index
     bad = labelled & ((target < 0) | (target >= n_classes))

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fcnlib.data.labels import check_ignore_index
 from fcnlib.precision import AMP_CHOICES
 
 __all__ = [
@@ -49,6 +50,8 @@ class TrainConfig:
     input shape: a gain when shapes repeat (fixed-size crops), a cost when every image differs.
     ``eval_batch_size`` is the validation batch size (default: ``batch_size``); whole VOC images
     differ in size and do not stack, so :func:`stage_recipe` sets it to 1 for them.
+    ``ignore_index`` is the void label that neither loss nor metrics count: an int, 0..255 or
+    negative (:func:`fcnlib.data.labels.check_ignore_index`).
     """
 
     optimizer: str = "sgd"
@@ -77,6 +80,8 @@ class TrainConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        # a plain int, so that a checkpoint holding this config loads with weights_only=True
+        object.__setattr__(self, "ignore_index", check_ignore_index(self.ignore_index))
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1 or None, got {self.eval_batch_size}")
         if not (self.lr > 0 and self.batch_size >= 1 and self.epochs >= 0):

@@ -1,5 +1,6 @@
 """SIFT Flow, NYUDv2 (and HHA), PASCAL-Context: loaders on tiny fixtures in the real formats."""
 
+import errno
 import math
 import shutil
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from fcnlib.data import voc
 from fcnlib.data.context import CONTEXT_CLASSES, PascalContext
 from fcnlib.data.fake import write_fake_context, write_fake_nyud, write_fake_siftflow
+from fcnlib.data.files import decode, read_rgb
 from fcnlib.data.hha import LEVEL, NYUD_INTRINSICS, Intrinsics, hha
 from fcnlib.data.labels import voc_palette
 from fcnlib.data.nyud import NYUD_CLASSES, NYUDv2
@@ -305,6 +307,18 @@ def test_context_labels_txt_without_a_task_class_is_named(tmp_path, context):
         PascalContext("train", root=tmp_path)
 
 
+@pytest.mark.parametrize("line", ["eighty: cloth", "80 cloth", "80:"])
+def test_context_labels_txt_line_that_does_not_parse_is_named(tmp_path, context, line):
+    labels_txt = tmp_path / "pascal-context" / "labels.txt"
+    lines = labels_txt.read_text().splitlines()
+    lines[2] = line
+    labels_txt.write_text("\n".join(lines))
+    expected = rf"labels.txt, line 3: expected '<raw id>: <name>'.*got '{line}'"
+    with pytest.raises(ValueError, match=expected) as info:
+        PascalContext("train", root=tmp_path)
+    assert str(labels_txt.resolve()) in str(info.value)
+
+
 # --------------------------------------------------------------------------------------------
 # A bad file is named: wrong label size, class ids the dataset does not define, damaged files
 # --------------------------------------------------------------------------------------------
@@ -413,6 +427,59 @@ def test_truncated_or_corrupt_file_is_named(tmp_path, case, which, damage):
         case.load(tmp_path)[0]
     _assert_names(str(info.value), tmp_path, case, name, getattr(case, which))
     assert info.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("which", ["image", "label"])
+def test_missing_file_is_named_as_missing(tmp_path, case, which):
+    case, name = case
+    path = tmp_path / getattr(case, which).format(name)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{path.resolve()} is missing") as info:
+        case.load(tmp_path)[0]
+    _assert_names(str(info.value), tmp_path, case, name)
+    assert "truncated" not in str(info.value)
+
+
+def test_empty_file_is_named_as_empty(tmp_path, case):
+    case, name = case
+    path = tmp_path / case.image.format(name)
+    path.write_bytes(b"")
+    with pytest.raises(OSError, match=r"The file is damaged: empty \(0 bytes\)") as info:
+        case.load(tmp_path)[0]
+    _assert_names(str(info.value), tmp_path, case, name, case.image)
+
+
+def test_label_file_without_the_variable_is_named(tmp_path, case):
+    case, name = case
+    scipy.io.savemat(tmp_path / case.label.format(name), {"labels": np.zeros((24, 32))})
+    expected = rf"has no variable '{case.variable}' \(it holds \['labels'\]\)"
+    with pytest.raises(ValueError, match=expected) as info:
+        case.load(tmp_path)[0]
+    _assert_names(str(info.value), tmp_path, case, name, case.label)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_empty_split_list_is_refused_naming_the_file(tmp_path, case, content):
+    case, _ = case
+    split_list = (tmp_path / case.split_list).resolve()
+    split_list.write_text(content)
+    with pytest.raises(ValueError, match=f"{split_list} lists no images") as info:
+        case.load(tmp_path)  # not a DataLoader's "num_samples=0" later
+    assert "Copy it again from" in str(info.value) or "fetch them again" in str(info.value)
+
+
+def test_unreadable_or_folder_in_place_of_a_file_is_named(tmp_path):
+    path = tmp_path / "image.png"
+    path.write_bytes(b"\x89PNG")
+
+    def denied(p):
+        raise PermissionError(errno.EACCES, "Permission denied", str(p))
+
+    with pytest.raises(PermissionError, match=rf"sample 'a': {path} cannot be read") as info:
+        decode(path, denied, "a", "fix")
+    assert "truncated" not in str(info.value)
+    with pytest.raises(IsADirectoryError, match=rf"sample 'a': {tmp_path} is a folder"):
+        decode(tmp_path, read_rgb, "a", "fix")
 
 
 @pytest.mark.parametrize(("modality", "sub"), [("rgb-hha", "hha"), ("rgbd", "depth")])

@@ -11,7 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from fcnlib.metrics import ConfusionMatrix, Scores, boundary_band, scores, scores_table
+from fcnlib.metrics import (
+    ConfusionMatrix,
+    Scores,
+    boundary_band,
+    coarse_labels,
+    scores,
+    scores_table,
+)
 
 NAN = float("nan")
 
@@ -110,6 +117,24 @@ def test_ignore_index_none_counts_everything():
 def test_custom_ignore_index():
     cm = ConfusionMatrix(3, ignore_index=-1).update(t([0, 1, 2]), t([0, -1, 2]))
     assert int(cm.matrix.sum()) == 2
+    cm = ConfusionMatrix(3, ignore_index=np.int64(-100)).update(t([0, 1]), t([0, -100]))
+    assert int(cm.matrix.sum()) == 1 and type(cm.ignore_index) is int
+
+
+BAD_IGNORE = [(3.5, TypeError), (True, TypeError), ("255", TypeError), (255.0, TypeError),
+              (256, ValueError), (1000, ValueError)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("bad", "error"), BAD_IGNORE)
+def test_ignore_index_that_is_not_a_label_value_is_refused(bad, error):
+    # 3.5 equals no integer label, so it would ignore nothing; True would ignore class 1
+    expected = rf"ignore_index must be .*got {re.escape(repr(bad))}"
+    with pytest.raises(error, match=expected):
+        ConfusionMatrix(3, ignore_index=bad)
+    with pytest.raises(error, match=expected):
+        scores(t([0, 1]), t([0, 1]), n_classes=3, ignore_index=bad)
+    with pytest.raises(error, match=expected):
+        coarse_labels(t([[0, 1], [1, 1]]), 2, n_classes=3, ignore_index=bad)
 
 
 def test_uint8_labels_do_not_overflow():

@@ -123,6 +123,23 @@ def test_config_is_frozen_validated_and_round_trips():
         TrainConfig.from_dict({"lr": 1e-3, "warmup_epochs": 2})
 
 
+@pytest.mark.parametrize(("bad", "error"), [(3.5, TypeError), (True, TypeError), (300, ValueError)])
+def test_ignore_index_that_is_not_a_label_value_is_refused(bad, error):
+    # 3.5 equals no integer label, so it would ignore nothing; True would ignore class 1
+    expected = rf"ignore_index must be .*got {bad!r}"
+    with pytest.raises(error, match=expected):
+        TrainConfig(ignore_index=bad)
+    with pytest.raises(error, match=expected):
+        recipe("fast", ignore_index=bad)
+    logits, target = random_batch()
+    with pytest.raises(error, match=expected):
+        segmentation_loss(logits, target, ignore_index=bad)
+    loader = DataLoader(TensorDataset(torch.rand(1, 3, 8, 8), torch.zeros(1, 8, 8).long()))
+    with pytest.raises(error, match=expected):
+        evaluate(TinyFCN(), loader, n_classes=N_CLASSES, ignore_index=bad)
+    assert TrainConfig(ignore_index=-100).ignore_index == -100  # torch's default is allowed
+
+
 # ----------------------------------------------------------------------------- loss
 
 

@@ -1,9 +1,13 @@
 """PASCAL VOC / SBD loaders, the seg11valid split and joint transforms, offline on tiny fixtures."""
 
+import errno
+import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -121,6 +125,10 @@ def test_id_filter_and_bad_arguments(tmp_path, fake_voc):
         voc.VOCSegmentation("train", year=2007, root=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
         voc.fetch("coco", tmp_path)
+    with pytest.raises(TypeError, match=r"got the string '2012_000000': pass \['2012_000000'\]"):
+        voc.VOCSegmentation("train", root=tmp_path, ids="2012_000000")  # not 11 one-letter ids
+    with pytest.raises(ValueError, match="ids= is empty"):
+        voc.VOCSegmentation("train", root=tmp_path, ids=[])  # not a DataLoader's num_samples=0
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,23 +197,77 @@ def test_label_of_another_size_than_its_image_is_named(sample, crop):
     assert str(sample.label_file) in message and str(sample.image_file) in message
 
 
+def test_colour_label_png_is_named_as_such(tmp_path, fake_voc):
+    name = fake_voc.splits["train"][0]
+    path = fake_voc.path / "SegmentationClass" / f"{name}.png"
+    Image.open(path).convert("RGB").save(path)  # as an image editor might save it
+    with pytest.raises(ValueError, match=r"has shape \(32, 48, 3\).*It is a colour image"):
+        voc.VOCSegmentation("train", root=tmp_path)[0]
+
+
 def test_void_and_every_class_id_load(sample):
     label = np.tile(np.r_[0:21, 255].astype(np.uint8), (SIZE[0], 3))[:, : SIZE[1]]
     sample.write_label(label)
     assert torch.equal(sample.load()[1], torch.from_numpy(label).long())
 
 
+def _fetch_command(name, root):
+    return f"python -m fcnlib data fetch {name} --root {Path(root).resolve()}"
+
+
 @pytest.mark.parametrize("which", ["image", "label"])
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_truncated_or_corrupt_file_is_named(sample, which, damage):
+@pytest.mark.parametrize(
+    ("damage", "state"),
+    [("truncate", "truncated or corrupt"), ("garbage", "truncated or corrupt"),
+     ("empty", r"empty \(0 bytes\)")],
+)  # fmt: skip
+def test_truncated_or_corrupt_file_is_named(sample, which, damage, state):
     path = sample.image_file if which == "image" else sample.label_file
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not an image" * 8)
-    with pytest.raises(OSError, match="truncated or corrupt") as info:
+    damaged = {"truncate": data[: len(data) // 2], "garbage": b"not an image" * 8, "empty": b""}
+    path.write_bytes(damaged[damage])
+    with pytest.raises(OSError, match=f"The file is damaged: {state}") as info:
         sample.load()
     message = str(info.value)
     assert str(path) in message and repr(sample.name) in message
+    name = "sbd" if "sbd" in str(path) else "voc2012"
+    assert _fetch_command(name, path.parents[3 if name == "voc2012" else 2]) in message
     assert info.value.__cause__ is not None  # the decoder's own error stays attached
+
+
+@pytest.mark.parametrize("which", ["image", "label"])
+def test_missing_file_is_named_as_missing_with_the_fetch_command(sample, which, tmp_path):
+    path = sample.image_file if which == "image" else sample.label_file
+    name = "sbd" if "sbd" in str(path) else "voc2012"
+    ds = voc.SBDSegmentation("train", root=tmp_path) if name == "sbd" else (
+        voc.VOCSegmentation("train", root=tmp_path))  # fmt: skip
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(path))} is missing") as info:
+        ds[0]  # a file gone since the dataset was made
+    assert repr(sample.name) in str(info.value) and "truncated" not in str(info.value)
+    assert _fetch_command(name, tmp_path) in str(info.value)
+    with pytest.raises(voc.DatasetNotFoundError, match="is incomplete") as info:
+        voc.SBDSegmentation("train", root=tmp_path) if name == "sbd" else (
+            voc.VOCSegmentation("train", root=tmp_path))  # fmt: skip
+    assert f"missing: 1 of 4 (e.g. {path})" in str(info.value)
+    assert _fetch_command(name, tmp_path) in str(info.value)
+    others = [i for i in ds.ids if i != sample.name]  # leaving it out with ids= works
+    kept = voc.SBDSegmentation("train", root=tmp_path, ids=others) if name == "sbd" else (
+        voc.VOCSegmentation("train", root=tmp_path, ids=others))  # fmt: skip
+    assert kept.ids == others
+
+
+def test_sbd_label_without_its_struct_is_named(tmp_path):
+    fake = write_fake_sbd(tmp_path, n_train=1, n_val=1, size=SIZE)
+    name = fake.splits["train"][0]
+    path = fake.path / "cls" / f"{name}.mat"
+    scipy.io.savemat(path, {"Segmentation": fake.labels[name]})
+    with pytest.raises(ValueError, match=r"has no variable 'GTcls' \(it holds \['Segmentation'\]"):
+        voc.SBDSegmentation("train", root=tmp_path)[0]
+    scipy.io.savemat(path, {"GTcls": {"Boundaries": fake.labels[name]}})
+    with pytest.raises(ValueError, match="GTcls without a Segmentation field") as info:
+        voc.SBDSegmentation("train", root=tmp_path)[0]
+    assert str(path) in str(info.value) and repr(name) in str(info.value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,9 +278,7 @@ def test_truncated_or_corrupt_file_is_named(sample, which, damage):
 def test_seg11valid_is_voc2011_val_minus_sbd_train(tmp_path):
     val = [f"2011_{i:06d}" for i in range(8)]
     in_sbd_train, in_sbd_val = val[1:4], [val[4], val[6]]
-    fake = write_fake_voc(
-        tmp_path, year="2011", ids_train=["2010_000001"], ids_val=val, size=SIZE
-    )
+    fake = write_fake_voc(tmp_path, year="2011", ids_train=["2010_000001"], ids_val=val, size=SIZE)
     write_fake_sbd(
         tmp_path,
         ids_train=["2008_000001", *in_sbd_train],
@@ -360,6 +420,18 @@ def test_void_is_never_interpolated_into_a_class():
         assert (out == 255).any()
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({"crop": 0}, "crop must be"), ({"crop": -5}, "crop must be"), ({"crop": 2.5}, "crop must be"),
+     ({"crop": (3, 4, 5)}, "crop must be"), ({"crop": True}, "crop must be"),
+     ({"scale": 0.5}, r"scale must be \(low, high\).*got 0.5"),
+     ({"scale": (2, 0.5)}, "scale must be")],
+)  # fmt: skip
+def test_bad_transform_options_are_refused_when_made(options, expected):
+    with pytest.raises(ValueError, match=expected):
+        voc.train_transform(**options)  # not at the first item, or (crop=2.5) silently 2
+
+
 def test_transforms_are_deterministic_under_manual_seed():
     image, label = _block_pair(seed=3)
     t = voc.train_transform(crop=48, scale=(0.5, 2.0))
@@ -416,6 +488,23 @@ def test_missing_data_error_says_what_where_and_how(tmp_path, make, name, where)
     assert f"python -m fcnlib data fetch {name} --root {root.resolve()}" in message
 
 
+@pytest.mark.parametrize("name", ["voc2012", "sbd"])
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_empty_split_list_is_refused_naming_the_file(tmp_path, name, content):
+    if name == "sbd":
+        split_file = write_fake_sbd(tmp_path, n_train=2, n_val=1, size=SIZE).path / "train.txt"
+        make, ids = (lambda: voc.SBDSegmentation("train", root=tmp_path)), voc.sbd_ids
+    else:
+        fake = write_fake_voc(tmp_path, n_train=2, n_val=1, size=SIZE)
+        split_file = fake.path / "ImageSets" / "Segmentation" / "train.txt"
+        make, ids = (lambda: voc.VOCSegmentation("train", root=tmp_path)), voc.voc_ids
+    split_file.write_text(content)
+    for load in (make, lambda: ids("train", root=tmp_path)):
+        with pytest.raises(ValueError, match=f"{re.escape(str(split_file))} lists no images") as e:
+            load()
+        assert _fetch_command(name, tmp_path) in str(e.value)
+
+
 def test_missing_split_file_is_named(tmp_path, fake_voc):
     split_file = fake_voc.path / "ImageSets" / "Segmentation" / "val.txt"
     split_file.unlink()
@@ -466,6 +555,129 @@ def test_fetch_uses_torchvision_download_with_md5(tmp_path, monkeypatch):
     year = torchvision.datasets.voc.DATASET_YEAR_DICT["2012"]
     sbd = torchvision.datasets.SBDataset
     assert calls == [(year["url"], year["md5"]), (sbd.url, sbd.md5)]
+
+
+def _voc_download(calls, unpack=True):
+    """A stand-in for torchvision's download of the VOC 2012 archive: it unpacks a fake VOC
+    (the same as the ``half_unpacked`` one) or, with ``unpack=False``, nothing."""
+
+    def download(url, download_root, *args, **kwargs):
+        calls.append(url)
+        if unpack:
+            write_fake_voc(download_root, n_train=3, n_val=2, size=SIZE, seed=1)
+
+    return download
+
+
+@pytest.mark.parametrize("damage", ["images", "label", "empty list", "list"])
+def test_fetch_unpacks_a_half_unpacked_voc_again(tmp_path, monkeypatch, fake_voc, damage):
+    folder, ids = fake_voc.path, fake_voc.splits["trainval"]
+    if damage == "images":
+        for name in ids[:3]:
+            (folder / "JPEGImages" / f"{name}.jpg").unlink()
+    elif damage == "label":
+        (folder / "SegmentationClass" / f"{ids[-1]}.png").unlink()
+    else:
+        split_file = folder / "ImageSets" / "Segmentation" / "val.txt"
+        split_file.write_text("") if damage == "empty list" else split_file.unlink()
+    calls = []
+    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive",
+                        _voc_download(calls))  # fmt: skip
+    assert voc.fetch("voc2012", tmp_path) == folder
+    assert len(calls) == 1  # it was not "done": it unpacked again
+    ds = voc.VOCSegmentation("trainval", root=tmp_path)
+    assert ds.ids == ids and all(label.shape == SIZE for _, label in ds)
+    assert voc.fetch("voc2012", tmp_path) == folder and len(calls) == 1  # complete now
+
+
+def test_fetch_says_what_is_still_missing_after_unpacking(tmp_path, monkeypatch, fake_voc):
+    name = fake_voc.splits["val"][0]
+    (fake_voc.path / "SegmentationClass" / f"{name}.png").unlink()
+    calls = []
+    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive",
+                        _voc_download(calls, unpack=False))  # fmt: skip
+    with pytest.raises(voc.DatasetNotFoundError) as info:
+        voc.fetch("voc2012", tmp_path)
+    message = str(info.value)
+    assert f"missing: 1 of 10 (e.g. {fake_voc.path / 'SegmentationClass' / name}.png)" in message
+    assert "free" in message and _fetch_command("voc2012", tmp_path) in message
+    assert len(calls) == 1
+
+
+def test_fetch_unpacks_a_half_unpacked_sbd_again(tmp_path, monkeypatch):
+    fake = write_fake_sbd(tmp_path, n_train=2, n_val=1, size=SIZE)
+    lost = fake.path / "img" / f"{fake.splits['val'][0]}.jpg"
+    lost.unlink()
+    (fake.path / "inst").mkdir()  # torchvision moves it out of the archive too
+    calls = []
+
+    def download(url, download_root, *args, **kwargs):  # the archive unpacks in full
+        calls.append(url)
+        unpacked = Path(download_root) / "benchmark_RELEASE" / "dataset"
+        again = write_fake_sbd(tmp_path / "scratch", n_train=2, n_val=1, size=SIZE)
+        shutil.copytree(again.path, unpacked, dirs_exist_ok=True)
+        (unpacked / "inst").mkdir(exist_ok=True)
+
+    monkeypatch.setattr(torchvision.datasets.sbd, "download_and_extract_archive", download)
+    assert voc.fetch("sbd", tmp_path) == fake.path
+    assert len(calls) == 1 and lost.is_file()
+    assert [len(voc.SBDSegmentation(s, root=tmp_path)) for s in ("train", "val")] == [2, 1]
+
+
+def test_fetch_into_a_root_that_cannot_be_written_names_it(tmp_path, monkeypatch, fake_voc):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    assert voc.fetch("voc2012", tmp_path) == fake_voc.path  # complete: nothing to write
+    root = tmp_path / "read-only"
+    with pytest.raises(PermissionError) as info:
+        voc.fetch("sbd", root)
+    message = str(info.value)
+    assert f"cannot write the SBD download (about 1.4 GB) into {root}" in message
+    assert "--root" in message and "$FCN_DATA" in message
+    monkeypatch.undo()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OSError, match=r"into .*a-file/data .*--root .*\$FCN_DATA"):
+        voc.fetch("voc2011", tmp_path / "a-file" / "data")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_fetch_into_a_read_only_folder_names_it(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=rf"into {tmp_path} .*--root"):
+            voc.fetch("voc2012", tmp_path)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "expected"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "x.tar"), OSError,
+         r"No space left on device \(x.tar\)\. Free about 2 GB .*--root"),
+        (URLError("Name or service not known"), OSError, "Check the internet connection"),
+        (RuntimeError("File not found or corrupted."), RuntimeError, "not match its MD5 checksum"),
+    ],
+)  # fmt: skip
+def test_a_failed_download_says_what_to_do(tmp_path, monkeypatch, error, raised, expected):
+    def download(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torchvision.datasets.voc, "download_and_extract_archive", download)
+    with pytest.raises(raised, match=expected) as info:
+        voc.fetch("voc2012", tmp_path)
+    assert "--root" in str(info.value) and info.value.__cause__ is error
+
+
+def test_paper_datasets_refuse_a_training_set_that_is_all_validation(tmp_path):
+    shared = ["2011_000001", "2011_000002"]  # VOC 2011 train, and in seg11valid too
+    write_fake_sbd(tmp_path, ids_train=["2008_000001"], ids_val=["2008_000002"], size=SIZE)
+    write_fake_voc(tmp_path, year=2011, ids_train=shared, ids_val=[*shared, "2011_000003"],
+                   size=SIZE)  # fmt: skip
+    with pytest.raises(ValueError, match="none is left to train on"):
+        voc.paper_datasets("voc2011", root=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,9 +70,15 @@ def _voc2010_dir(root: Path) -> Path:
 def _read_context_labels(path: Path) -> dict[str, int]:
     """labels.txt, lines ``<raw id>: <name>`` -> {name without spaces: raw id}."""
     names = {}
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
-            raw_id, _, name = line.partition(":")
+            raw_id, colon, name = line.partition(":")
+            if not (colon and raw_id.strip().isdigit() and name.strip()):
+                raise ValueError(
+                    f"{path}, line {number}: expected '<raw id>: <name>', such as '2: "
+                    f"aeroplane', got {line!r}. Replace labels.txt with the one from the "
+                    f"PASCAL-Context annotations ({_CONTEXT_PAGE})."
+                )
             names[name.strip().replace(" ", "")] = int(raw_id)
     return names
 
@@ -154,7 +160,8 @@ class PascalContext(PairDataset):
         needed = [self.folder, self.folder / "trainval", self.folder / "labels.txt", split_file]
         require_files("PASCAL-Context", split, self.root, [*needed, voc_folder / "JPEGImages"], how)
         self._table = _context_lookup(self.folder / "labels.txt")
-        super().__init__(read_ids(split_file), transforms, [split_file])
+        fix = f"It comes with the VOC 2010 images; fetch them again with\n  {command}"
+        super().__init__(read_ids(split_file, fix=fix), transforms, [split_file])
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         path, fix = self.voc_folder / "JPEGImages" / f"{name}.jpg", self._fix(name)

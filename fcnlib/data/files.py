@@ -5,12 +5,17 @@ Every real dataset of the course (:mod:`~fcnlib.data.voc`, :mod:`~fcnlib.data.si
 image ids and a ``_load(id)`` that reads one sample with the checked readers below, so a dataset
 of thousands of files is only as fragile as the message its worst file gets. A file that does
 not decode, a label of another size than its image, or a class id the dataset does not define
-raises an error that names the sample, the file and what to do; a missing dataset raises
-:class:`DatasetNotFoundError` saying what is missing, where it was looked for and how to get it.
+raises an error that names the sample, the file and what to do (a missing file is called
+missing, one that does not decode damaged); a split list that names no image is refused when
+it is read; a missing dataset raises :class:`DatasetNotFoundError` saying what is missing,
+where it was looked for and how to get it; :func:`writable_dir` names a data root that
+cannot be written to.
 """
 
 from __future__ import annotations
 
+import errno
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,7 @@ __all__ = [
     "read_rgb",
     "require_files",
     "shift_classes",
+    "writable_dir",
 ]
 
 Transforms = Callable[..., Any]
@@ -80,9 +86,41 @@ def check_choice(name: str, value: Any, valid: Sequence[Any]) -> Any:
     return value
 
 
-def read_ids(path: str | Path) -> list[str]:
-    """Image ids listed in a split file, one per line, in file order (blank lines skipped)."""
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+def read_ids(path: str | Path, *, fix: str = "") -> list[str]:
+    """Image ids listed in a split file, one per line, in file order (blank lines skipped).
+
+    A list that names no image raises ValueError naming the file (a dataset of no images
+    would fail later, in a DataLoader, with a message about ``num_samples=0``); ``fix`` says
+    where a good copy of the list comes from.
+    """
+    ids = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    if not ids:
+        fix = fix or "Replace it with the dataset's own copy of the list."
+        raise ValueError(
+            f"the split list {path} lists no images (it is empty); a split list names one "
+            f"image id per line. {fix}"
+        )
+    return ids
+
+
+def writable_dir(path: Path, what: str) -> Path:
+    """``path``, created if need be, after checking that a file can be written into it.
+
+    Raises PermissionError (no write access, a read-only file system) or OSError (a file in
+    the way) naming the folder and ``what`` was to be written there, and saying to choose a
+    writable data root.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        denied = e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        raise (PermissionError if denied else OSError)(
+            f"cannot write {what} into {path} ({e.strerror or e}). Choose a data root you can "
+            f"write to with --root (Python: root=) or the environment variable $FCN_DATA."
+        ) from e
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,15 +130,31 @@ def read_ids(path: str | Path) -> list[str]:
 
 
 def decode(path: Path, read: Callable[[Path], Any], sample: str, fix: str) -> Any:
-    """``read(path)``; a file that does not decode raises OSError naming it and the sample."""
+    """``read(path)``, with errors that name the file and the sample and end with ``fix``.
+
+    A file that is not there raises FileNotFoundError saying it is missing; one that cannot be
+    read, PermissionError; one that does not decode, OSError saying it is damaged (empty,
+    truncated or corrupt), with the decoder's own error attached as the cause.
+    """
+    if not path.is_file():
+        if path.is_dir():
+            raise IsADirectoryError(f"sample {sample!r}: {path} is a folder, not a file. {fix}")
+        raise FileNotFoundError(f"sample {sample!r}: {path} is missing. {fix}")
     try:
         return read(path)
-    except (FileNotFoundError, MemoryError):
-        raise  # already say what they are (a missing file names itself)
+    except MemoryError:
+        raise
+    except PermissionError as e:
+        raise PermissionError(
+            f"sample {sample!r}: {path} cannot be read ({e.strerror}); give this user read "
+            f"access to the dataset's files (e.g. chmod -R a+rX on its folder)."
+        ) from e
     except Exception as e:  # decoders raise OSError, ValueError, IndexError, SyntaxError, ...
+        empty = path.stat().st_size == 0
+        state = "empty (0 bytes)" if empty else "truncated or corrupt"
         raise OSError(
             f"sample {sample!r}: could not decode {path} ({type(e).__name__}: {e}). The file "
-            f"is truncated or corrupt. {fix}"
+            f"is damaged: {state}. {fix}"
         ) from e
 
 
@@ -122,10 +176,12 @@ def check_size(
     (label_path, label_shape), (image_path, image_shape) = label, image
     h, w = image_shape[-2:]
     if tuple(label_shape) != (h, w):
+        colour = len(label_shape) == 3 and tuple(label_shape[:2]) == (h, w) and what == "label"
+        hint = " It is a colour image; a label is a palette or greyscale PNG." if colour else ""
         raise ValueError(
             f"sample {sample!r}: the {what} {label_path} has shape {tuple(label_shape)}, but "
             f"the image {image_path} is {h}x{w} (H x W): expected shape ({h}, {w}), one value "
-            f"per pixel of that image. {fix}"
+            f"per pixel of that image.{hint} {fix}"
         )
 
 
@@ -161,7 +217,10 @@ def load_mat(path: Path, variable: str, sample: str, fix: str) -> np.ndarray:
     mat = decode(path, loadmat, sample, fix)
     if variable not in mat:
         found = sorted(k for k in mat if not k.startswith("__"))
-        raise KeyError(f"{path} has no variable {variable!r} (it has {found})")
+        raise ValueError(
+            f"sample {sample!r}: the label file {path} has no variable {variable!r} (it holds "
+            f"{found or 'none'}), so it is not a label of this dataset. {fix}"
+        )
     return mat[variable]
 
 

@@ -5,19 +5,52 @@ and :data:`IGNORE_INDEX` (255) is *void*, a pixel neither the loss nor the metri
 band along every object outline, padding added by a crop). :func:`voc_palette` is PASCAL VOC's
 colour map, which every figure of the course uses, and :func:`save_label_png` writes a label map
 as VOC writes its ``SegmentationClass`` files: a palette PNG whose pixel values are the ids.
+:func:`check_ignore_index` is the one rule, shared by the loss, the metrics and
+:class:`~fcnlib.recipes.TrainConfig`, for what may serve as the ignore label.
 """
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["IGNORE_INDEX", "VOID_COLOR", "save_label_png", "voc_palette"]
+__all__ = ["IGNORE_INDEX", "VOID_COLOR", "check_ignore_index", "save_label_png", "voc_palette"]
 
 IGNORE_INDEX = 255  # void: ignored by the loss and the metrics
 
 VOID_COLOR = (224, 224, 192)  # what VOC's own PNGs show for label 255
+
+
+def check_ignore_index(value: Any, *, none_ok: bool = False) -> int | None:
+    """``value`` as a plain int if it can be the ignore label, else TypeError or ValueError.
+
+    The ignore label is an integer that a label map holds: 0..255, the values of an 8-bit
+    label map (fcnlib's void is 255), or any negative int (torch's own default is -100; class
+    ids are never negative, so a negative label never hides a class). A float or a bool is
+    refused: ``3.5`` equals no integer label and would ignore nothing, ``True`` would ignore
+    class 1. ``none_ok``: None (count every pixel) is accepted too, as the metrics take it.
+
+    >>> check_ignore_index(255), check_ignore_index(-100)
+    (255, -100)
+    """
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        also = " or None (count every pixel)" if none_ok else ""
+        hint = " (True would mean class 1)" if isinstance(value, bool) else ""
+        raise TypeError(
+            f"ignore_index must be an int, the label value of the pixels to skip{also}; got "
+            f"{value!r} of type {type(value).__name__}{hint}. fcnlib's void label is 255."
+        )
+    if int(value) > 255:
+        raise ValueError(
+            f"ignore_index must be a label value 0..255 (what an 8-bit label map holds; "
+            f"fcnlib's void is 255) or negative (torch's default is -100), got {int(value)}"
+        )
+    return int(value)
 
 
 def voc_palette(n: int = 256) -> torch.Tensor:

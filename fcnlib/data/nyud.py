@@ -123,7 +123,8 @@ class NYUDv2(PairDataset):
         )
         needed = [folder, *lists, folder / "segmentation", *data]
         require_files("NYUDv2", split, self.root, needed, how)
-        super().__init__([i for f in lists for i in read_ids(f)], transforms, lists)
+        fix = f"Copy it again from {FCN_REPOSITORY}/tree/master/data/nyud."
+        super().__init__([i for f in lists for i in read_ids(f, fix=fix)], transforms, lists)
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         data, fix = self.folder / "data", self._fix(name)

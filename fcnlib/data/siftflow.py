@@ -119,7 +119,8 @@ class SIFTFlow(PairDataset):
         )
         split_list = folder / f"{split}.txt"
         require_files("SIFT Flow", split, self.root, [folder, *needed, split_list], how)
-        super().__init__(read_ids(split_list), transforms, [split_list])
+        fix = f"Copy it again from {FCN_REPOSITORY}/tree/master/data/sift-flow."
+        super().__init__(read_ids(split_list, fix=fix), transforms, [split_list])
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         path = self.folder / "Images" / SCENES / f"{name}.jpg"

@@ -85,9 +85,15 @@ class RandomScale:
     """
 
     def __init__(self, scale: tuple[float, float] = (0.5, 2.0)) -> None:
-        lo, hi = scale
-        if not 0 < lo <= hi:
-            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}")
+        try:
+            lo, hi = scale
+            valid = 0 < lo <= hi
+        except (TypeError, ValueError):  # not a pair of numbers, e.g. scale=0.5
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"scale must be (low, high) with 0 < low <= high, such as (0.5, 2.0), got {scale!r}"
+            )
         self.scale = (float(lo), float(hi))
 
     def __call__(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> Pair:
@@ -185,6 +191,7 @@ def train_transform(
     final nets trained with none of it: :func:`paper_datasets` switches scale, shift and mirror
     off unless asked.
     """
+    _check_crop(crop)
     steps: list[Callable[..., Any]] = []
     if scale is not None:
         steps.append(RandomScale(scale))
@@ -196,6 +203,17 @@ def train_transform(
         fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
         steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill=fill))
     return PairTransform(steps, compact=compact)
+
+
+def _check_crop(crop: Any) -> None:
+    """ValueError unless ``crop`` is None, a side in pixels >= 1 or a pair (H, W) of them."""
+    sides = crop if isinstance(crop, (tuple, list)) else (crop,)
+    whole = all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sides)
+    if crop is not None and not (whole and len(sides) in (1, 2)):
+        raise ValueError(
+            f"crop must be a side in pixels >= 1, a pair (H, W) of them or None (no crop), "
+            f"got {crop!r}"
+        )
 
 
 def eval_transform(*, compact: bool = False) -> PairTransform:

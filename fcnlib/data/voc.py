@@ -35,6 +35,9 @@ machinery, which checks each archive's MD5 checksum before extracting it:
 
 The exact addresses and checksums are torchvision's (``torchvision.datasets.voc`` and
 ``torchvision.datasets.sbd``). The archives stay next to the data (delete them to save space).
+:func:`fetch` does nothing if the data is complete (every split list, and every image and
+label it names) and otherwise unpacks the archive again, so a download or an unpacking cut
+short is mended by running it again; a data root it cannot write to is named as such.
 An SBD archive unpacked by hand, as ``root/benchmark_RELEASE/dataset``, is found as well.
 
 The root directory defaults to :func:`fcnlib.config.data_dir` (``$FCN_DATA``).
@@ -66,11 +69,15 @@ and CI::
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
+import shutil
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 import torchvision
@@ -86,8 +93,10 @@ from fcnlib.data.files import (
     check_size,
     data_root,
     decode,
+    load_mat,
     read_ids,
     read_rgb,
+    writable_dir,
 )
 from fcnlib.data.labels import IGNORE_INDEX
 from fcnlib.data.transforms import as_tv_tensors, eval_transform, train_transform
@@ -150,6 +159,7 @@ SPLIT_SIZES: dict[str, dict[str, int]] = {
 
 _VOC_SPLITS = ("train", "val", "trainval")
 _SBD_SPLITS = ("train", "val")
+_SPLITS = {"voc2012": _VOC_SPLITS, "voc2011": _VOC_SPLITS, "sbd": _SBD_SPLITS}
 _TITLES = {"voc2012": "PASCAL VOC 2012", "voc2011": "PASCAL VOC 2011", "sbd": "SBD"}
 _SIZES = {"voc2012": "about 2 GB", "voc2011": "about 1.7 GB", "sbd": "about 1.4 GB"}
 
@@ -201,10 +211,17 @@ def _split_file(name: str, split: str, root: str | Path | None) -> Path:
     return folder / "ImageSets" / "Segmentation" / f"{split}.txt"
 
 
-def _required_paths(name: str, split: str, root: str | Path | None) -> list[Path]:
+def _data_dirs(name: str, root: str | Path | None) -> list[tuple[Path, str]]:
+    """(folder, file suffix) of the images, then of the labels, of dataset ``name``."""
     folder = dataset_dir(name, root)
-    data = ["img", "cls"] if name == "sbd" else ["JPEGImages", "SegmentationClass"]
-    return [folder, _split_file(name, split, root), *(folder / d for d in data)]
+    if name == "sbd":
+        return [(folder / "img", ".jpg"), (folder / "cls", ".mat")]
+    return [(folder / "JPEGImages", ".jpg"), (folder / "SegmentationClass", ".png")]
+
+
+def _required_paths(name: str, split: str, root: str | Path | None) -> list[Path]:
+    data = [d for d, _ in _data_dirs(name, root)]
+    return [dataset_dir(name, root), _split_file(name, split, root), *data]
 
 
 def _missing(name: str, split: str, root: str | Path | None) -> Path | None:
@@ -212,8 +229,48 @@ def _missing(name: str, split: str, root: str | Path | None) -> Path | None:
     return next((p for p in _required_paths(name, split, root) if not p.exists()), None)
 
 
+def _absent(name: str, root: str | Path | None, ids: Iterable[str]) -> list[Path]:
+    """The image and label files of ``ids`` that are not there: images first, in id order.
+    One listing per folder, so checking all of SBD's 11,355 pairs takes milliseconds."""
+    out = []
+    for folder, suffix in _data_dirs(name, root):
+        present = set(os.listdir(folder))
+        out += [folder / f"{i}{suffix}" for i in ids if f"{i}{suffix}" not in present]
+    return out
+
+
+def _incomplete(name: str, root: str | Path | None) -> str | None:
+    """What dataset ``name`` lacks under ``root``, in words; None when every split list is
+    there and lists images, and every image and label the lists name is there."""
+    ids: dict[str, None] = {}  # every split's ids, once each, in order
+    for split in _SPLITS[name]:
+        missing = _missing(name, split, root)
+        if missing is not None:
+            return f"{missing} does not exist"
+        split_file = _split_file(name, split, root)
+        try:
+            ids |= dict.fromkeys(read_ids(split_file))
+        except ValueError:
+            return f"the split list {split_file} lists no images"
+    absent = _absent(name, root, ids)
+    if absent:
+        return (
+            f"image and label files that its split lists name are missing: {len(absent)} of "
+            f"{2 * len(ids)} (e.g. {absent[0]})"
+        )
+    return None
+
+
 def _fetch_command(name: str, root: str | Path | None) -> str:
     return f"python -m fcnlib data fetch {name} --root {shlex.quote(str(data_root(root)))}"
+
+
+def _refetch(name: str, root: str | Path | None) -> str:
+    """What to do about a missing part of dataset ``name``: fetch it again."""
+    return (
+        f"Unpack the dataset again (fetch downloads it only if its archive is gone):\n"
+        f"    {_fetch_command(name, root)}"
+    )
 
 
 def _not_found(name: str, split: str, root: str | Path | None) -> DatasetNotFoundError:
@@ -233,30 +290,80 @@ def _require(name: str, split: str, root: str | Path | None) -> None:
 
 
 def fetch(name: str, root: str | Path | None = None) -> Path:
-    """Download and unpack dataset ``name`` (one of :data:`DATASETS`) unless already there.
+    """Download and unpack dataset ``name`` (one of :data:`DATASETS`) unless it is complete.
 
-    Uses torchvision's downloaders, which verify the archive's MD5 before unpacking. Returns the
-    dataset's directory (:func:`dataset_dir`).
+    Complete means: every split list is there and names images, and every image and label it
+    names is there. Anything less (a download or an unpacking that was cut short, files
+    removed since) is unpacked again, from the archive if it is still there (torchvision
+    verifies its MD5 checksum first) or from a new download; an incomplete SBD folder's
+    unpacked parts are replaced. Returns the dataset's directory (:func:`dataset_dir`).
 
     Raises:
         ValueError: for an unknown name.
-        DatasetNotFoundError: if the data is still incomplete after the download.
+        PermissionError: if the data root is not writable (choose another one).
+        DatasetNotFoundError: if the data is still incomplete after the download, saying what
+            is missing and what to do.
     """
     _check_name(name)
-    splits = _SBD_SPLITS if name == "sbd" else _VOC_SPLITS
-    if all(_missing(name, s, root) is None for s in splits):
-        return dataset_dir(name, root)
     base = data_root(root)
-    base.mkdir(parents=True, exist_ok=True)
-    if name == "sbd":
-        (base / "sbd").mkdir(exist_ok=True)
-        torchvision.datasets.SBDataset(base / "sbd", mode="segmentation", download=True)
-    else:
-        year = name.removeprefix("voc")
-        torchvision.datasets.VOCSegmentation(base, year=year, download=True)
-    for split in splits:
-        _require(name, split, root)
-    return dataset_dir(name, root)
+    if _incomplete(name, base) is None:
+        return dataset_dir(name, base)
+    writable_dir(base, f"the {_TITLES[name]} download ({_SIZES[name]})")
+    _download(name, base)
+    problem = _incomplete(name, base)
+    if problem is not None:
+        raise DatasetNotFoundError(
+            f"{_TITLES[name]} is still incomplete after downloading and unpacking it under "
+            f"{base}: {problem}.\nThe archive's checksum was verified, so the unpacking did "
+            f"not finish: check that the disk holding {base} has {_SIZES[name]} free, then "
+            f"run\n    {_fetch_command(name, base)}\nagain. If that does not help, delete "
+            f"{dataset_dir(name, base)} first."
+        )
+    return dataset_dir(name, base)
+
+
+# What torchvision's SBDataset moves out of the unpacked archive into the SBD folder; it stops
+# with an error if one is already there, so the parts of an incomplete folder go first.
+_SBD_PARTS = ("cls", "img", "inst", "train.txt", "val.txt")
+
+
+def _download(name: str, base: Path) -> None:
+    """Download (unless the archive is there and MD5-checked) and unpack with torchvision."""
+    where = f"{_TITLES[name]} ({_SIZES[name]}) under {base}"
+    try:
+        if name == "sbd":
+            folder = base / "sbd"
+            for part in (folder / p for p in _SBD_PARTS):
+                if part.is_dir():
+                    shutil.rmtree(part)
+                else:
+                    part.unlink(missing_ok=True)
+            folder.mkdir(exist_ok=True)
+            torchvision.datasets.SBDataset(folder, mode="segmentation", download=True)
+        else:
+            torchvision.datasets.VOCSegmentation(base, year=name[3:], download=True)
+    except URLError as e:
+        raise OSError(
+            f"could not download {where}: {e.reason}. Check the internet connection, then run "
+            f"{_fetch_command(name, base)} again."
+        ) from e
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        full = e.errno == errno.ENOSPC
+        fix = f"Free {_SIZES[name]} on that disk" if full else "Make it writable"
+        raise type(e)(
+            f"could not download and unpack {where}: {e.strerror} ({e.filename}). {fix}, or "
+            f"choose another data root with --root (Python: root=) or $FCN_DATA."
+        ) from e
+    except RuntimeError as e:
+        if "File not found or corrupted" not in str(e):  # torchvision's failed MD5 check
+            raise
+        raise RuntimeError(
+            f"could not download {where}: {e} The archive does not match its MD5 checksum (a "
+            f"download cut short, or a proxy's page instead of the file). Run "
+            f"{_fetch_command(name, base)} again: it downloads the archive anew."
+        ) from e
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,15 +377,18 @@ def voc_ids(
     """The image ids of a VOC segmentation split (``train``, ``val`` or ``trainval``)."""
     name = f"voc{check_year(year)}"
     split = check_choice("split", split, _VOC_SPLITS)
-    _require(name, split, root)
-    return read_ids(_split_file(name, split, root))
+    return _read_split(name, split, root)
 
 
 def sbd_ids(split: str = "train", *, root: str | Path | None = None) -> list[str]:
     """The image ids of an SBD split (``train`` or ``val``)."""
     split = check_choice("split", split, _SBD_SPLITS)
-    _require("sbd", split, root)
-    return read_ids(_split_file("sbd", split, root))
+    return _read_split("sbd", split, root)
+
+
+def _read_split(name: str, split: str, root: str | Path | None) -> list[str]:
+    _require(name, split, root)
+    return read_ids(_split_file(name, split, root), fix=_refetch(name, root))
 
 
 def seg11valid_ids(root: str | Path | None = None) -> list[str]:
@@ -296,11 +406,16 @@ def _read_voc_label(path: Path) -> np.ndarray:
         return np.array(im)
 
 
-def _read_sbd_label(path: Path) -> np.ndarray:
+def _read_sbd_label(path: Path, sample: str, fix: str) -> np.ndarray:
     """SBD's ``GTcls.Segmentation`` (as torchvision's SBDataset reads it): uint8 (H, W)."""
-    from scipy.io import loadmat
-
-    return np.asarray(loadmat(path)["GTcls"][0]["Segmentation"][0])
+    gtcls = load_mat(path, "GTcls", sample, fix)
+    try:
+        return np.asarray(gtcls[0]["Segmentation"][0])
+    except (IndexError, KeyError, ValueError) as e:  # not a struct with that field
+        raise ValueError(
+            f"sample {sample!r}: the label file {path} holds a GTcls without a Segmentation "
+            f"field, so it is not an SBD label. {fix}"
+        ) from e
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,37 +427,44 @@ class _Segmentation(PairDataset):
     """Shared part: the file lists of a torchvision dataset, an id filter, checked reading."""
 
     def __init__(
-        self, tv_dataset: Any, ids: Iterable[str] | None, transforms: Transforms | None
+        self, name: str, tv_dataset: Any, ids: Iterable[str] | None, transforms: Transforms | None
     ) -> None:
         # torchvision's dataset supplies the file lists; the files are read here, so that a bad
         # one is named (torchvision's __getitem__ would raise PIL's or SciPy's bare message).
-        all_ids = [Path(p).stem for p in tv_dataset.images]
-        self._files = {
-            name: (Path(image), Path(mask))
-            for name, image, mask in zip(all_ids, tv_dataset.images, tv_dataset.masks, strict=True)
-        }
+        self._name = name
+        split_file = _split_file(name, self.split, self.root)
+        listed = read_ids(split_file, fix=self._refetch())
+        files = zip(tv_dataset.images, tv_dataset.masks, strict=True)
+        self._files = {Path(image).stem: (Path(image), Path(mask)) for image, mask in files}
         if ids is not None:
-            keep = set(ids)
-            unknown = keep - set(all_ids)
-            if unknown:
-                raise ValueError(f"{len(unknown)} ids are not in this split, e.g. {min(unknown)!r}")
-            all_ids = [name for name in all_ids if name in keep]
-        super().__init__(all_ids, transforms, [])
+            listed = _select(listed, ids, split_file)
+        absent = _absent(name, self.root, listed)
+        if absent:
+            raise DatasetNotFoundError(
+                f"{_TITLES[name]} ({self.split!r} split) is incomplete, image and label files "
+                f"missing: {len(absent)} of {2 * len(listed)} (e.g. {absent[0]}).\n"
+                f"{self._refetch()}\nor leave the images without files out with ids=."
+            )
+        super().__init__(listed, transforms, [split_file])
 
-    def _read_label(self, path: Path) -> np.ndarray:
+    def _read_label(self, path: Path, name: str, fix: str) -> np.ndarray:
         raise NotImplementedError
+
+    def _refetch(self) -> str:
+        return _refetch(self._name, self.root)
 
     def _fix(self, name: str) -> str:
         return (
-            f"Replace the file with a good copy (download the dataset again), or leave "
-            f"{name!r} out with ids=."
+            f"Restore it from the dataset's archive (delete it first if it is damaged: fetch "
+            f"unpacks again what is missing) with\n    {_fetch_command(self._name, self.root)}\n"
+            f"or leave {name!r} out with ids=."
         )
 
     def _load(self, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image_path, label_path = self._files[name]
         fix = self._fix(name)
         image = decode(image_path, read_rgb, name, fix)  # uint8 (3, H, W)
-        label = decode(label_path, self._read_label, name, fix)  # (H, W)
+        label = self._read_label(label_path, name, fix)  # (H, W)
         check_size(name, (label_path, label.shape), (image_path, image.shape), fix)
         n = len(VOC_CLASSES)
         expected = f"0..{n - 1} (the {n} VOC classes) or {IGNORE_INDEX} (void)"
@@ -350,6 +472,24 @@ class _Segmentation(PairDataset):
             name, label, label_path, (0, n - 1), void=IGNORE_INDEX, expected=expected, fix=fix
         )
         return as_tv_tensors(image, label)
+
+
+def _select(listed: list[str], ids: Iterable[str], split_file: Path) -> list[str]:
+    """The ids of ``listed`` that are in ``ids``, in ``listed``'s order; ValueError for ids
+    that the split list does not name, or none at all."""
+    if isinstance(ids, str):
+        raise TypeError(f"ids must be a list of image ids, got the string {ids!r}: pass [{ids!r}]")
+    keep = set(ids)
+    unknown = sorted(keep - set(listed), key=str)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} of the ids= are not in this split (the list {split_file}), e.g. "
+            f"{unknown[0]!r}; ids are strings such as {listed[0]!r}"
+        )
+    selected = [name for name in listed if name in keep]
+    if not selected:
+        raise ValueError(f"ids= is empty: pass at least one image id of {split_file}")
+    return selected
 
 
 class VOCSegmentation(_Segmentation):
@@ -366,11 +506,13 @@ class VOCSegmentation(_Segmentation):
         ids: keep only these image ids (in the split's order).
 
     Raises:
-        DatasetNotFoundError: if the data is absent (and ``download`` is False).
-        ValueError: on reading an item whose label is not the image's size or holds a class id
-            other than 0..20 and 255; the message names the sample and the file.
-        OSError: on reading an item whose image or label file does not decode (truncated,
-            corrupt), naming the file.
+        DatasetNotFoundError: if the data is absent (and ``download`` is False), or image or
+            label files of the split are missing; the message says how to unpack them again.
+        ValueError: for a split list that names no image, or ``ids`` it does not name; on
+            reading an item whose label is not the image's size or holds a class id other
+            than 0..20 and 255; the message names the sample and the file.
+        OSError: on reading an item whose image or label file does not decode (empty,
+            truncated, corrupt; FileNotFoundError: removed since), naming the file.
     """
 
     def __init__(
@@ -391,10 +533,10 @@ class VOCSegmentation(_Segmentation):
             fetch(name, self.root)
         _require(name, split, self.root)
         tv = torchvision.datasets.VOCSegmentation(self.root, year=self.year, image_set=split)
-        super().__init__(tv, ids, transforms)
+        super().__init__(name, tv, ids, transforms)
 
-    def _read_label(self, path: Path) -> np.ndarray:
-        return _read_voc_label(path)
+    def _read_label(self, path: Path, name: str, fix: str) -> np.ndarray:
+        return decode(path, _read_voc_label, name, fix)
 
     def __repr__(self) -> str:
         return (
@@ -432,10 +574,10 @@ class SBDSegmentation(_Segmentation):
         _require("sbd", split, self.root)
         folder = dataset_dir("sbd", self.root)
         tv = torchvision.datasets.SBDataset(folder, image_set=split, mode="segmentation")
-        super().__init__(tv, ids, transforms)
+        super().__init__("sbd", tv, ids, transforms)
 
-    def _read_label(self, path: Path) -> np.ndarray:
-        return _read_sbd_label(path)
+    def _read_label(self, path: Path, name: str, fix: str) -> np.ndarray:
+        return _read_sbd_label(path, name, fix)
 
     def __repr__(self) -> str:
         return (
@@ -524,6 +666,11 @@ def paper_datasets(
     ids = sbd_ids("train", root=root) if train == "sbd" else voc_ids("train", year=train[3:],
                                                                       root=root)  # fmt: skip
     shared = set(ids) & set(val.ids)
+    if shared == set(ids):
+        raise ValueError(
+            f"all {len(ids)} {train} training images are in seg11valid, the validation set: "
+            f"none is left to train on. Train on another set (train=)."
+        )
     if shared:
         warnings.warn(
             f"{len(shared)} of the {len(ids)} {train} training images are also in seg11valid; "

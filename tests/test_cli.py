@@ -276,7 +276,7 @@ def test_predict_replaces_no_file_unless_told_and_writes_atomically(tmp_path, mo
             raise OSError("No space left on device")
 
         monkeypatch.setattr(Image.Image, "save", crash)
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(SystemExit, match="predict: error: No space"):
             _predict(ckpt, *photos, "--out-dir", out, "--overwrite")
         assert {p.name: p.read_bytes() for p in out.iterdir()} == written  # no half a file
 

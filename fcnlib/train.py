@@ -848,7 +848,7 @@ def _run(
     record_run = path is not None and main
     if record_run:
         prepare_record(path, state)  # stale temporaries removed; a resumed record repaired
-    board = _tensorboard_writer(path, start) if record_run and tensorboard else None
+    board = _Board(path, start) if record_run and tensorboard else None
     best = max((r["mean_iu"] for r in history if r.get("mean_iu") == r.get("mean_iu")),
                default=-math.inf)  # fmt: skip
     bar = progress_bar(total=(config.epochs - start) * steps_per_epoch, desc=label, unit="batch",
@@ -966,7 +966,9 @@ def _show(bar: tqdm, shown: dict[str, str], record: dict) -> None:
     bar.set_postfix(shown)
 
 
-def _record_epoch(path: Path, objects: dict, save: dict, best: float, board: Any) -> float:
+def _record_epoch(
+    path: Path, objects: dict, save: dict, best: float, board: _Board | None
+) -> float:
     """Write the epoch's record: checkpoint, best weights if best, metrics, TensorBoard.
     Returns the best mean IU so far."""
     record = save["history"][-1]
@@ -976,8 +978,27 @@ def _record_epoch(path: Path, objects: dict, save: dict, best: float, board: Any
         save_checkpoint(run_files(path)["best"], model=objects["model"], **save)
     write_metrics(run_files(path)["metrics"], save["history"])
     if board is not None:
-        _log_epoch(board, record)
+        board.log(record)
     return best
+
+
+class _Board:
+    """TensorBoard's writer for a run's record, opened when the first epoch is logged, after
+    its checkpoint: a run stopped before its first checkpoint leaves no ``NAME.tb/``, which
+    the next run would have to take for another run's."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        self.path, self.start, self.writer, self.opened = path, start, None, False
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.opened:
+            self.writer, self.opened = _tensorboard_writer(self.path, self.start), True
+        if self.writer is not None:  # None: TensorBoard is not installed
+            _log_epoch(self.writer, record)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _tensorboard_writer(path: Path, start: int) -> Any:

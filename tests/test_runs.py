@@ -496,6 +496,19 @@ def test_a_new_run_never_replaces_another_runs_files(tmp_path):
     assert _record(first) == kept and not (tmp_path / "col" / "x").exists()
 
 
+def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing_in_the_way(tmp_path):
+    path = tmp_path / "runs" / "c.pt"
+    with pytest.raises(RuntimeError, match="power cut"):  # Ctrl-C in epoch 1, say
+        fit(CrashAt(at=2), data(), data(8, seed=1), config=config(), n_classes=N_CLASSES,
+            checkpoint=path, progress=False)  # fmt: skip
+    # no NAME.tb/ (opened with the first checkpoint), no lock, no empty folder
+    assert list(tmp_path.iterdir()) == []
+    # the same command again: a new run
+    fit(net(), data(), data(8, seed=1), config=config(epochs=1), n_classes=N_CLASSES,
+        checkpoint=path, progress=False)  # fmt: skip
+    assert load_checkpoint(path)["epoch"] == 1
+
+
 # ----------------------------------------------------------------------------- repair on resume
 
 

@@ -21,6 +21,7 @@ Training and evaluation (4.3, 5)
 - :mod:`fcnlib.train`           optimizer, training loop, evaluation, resumable runs
 - :mod:`fcnlib.recipes`         TrainConfig (a run's settings); the paper's and the lab's recipes
 - :mod:`fcnlib.checkpoint`      atomic checkpoints, RNG state, safe loading
+- :mod:`fcnlib.record`          a run's record: one writer (a lock), kept apart, repaired on resume
 - :mod:`fcnlib.precision`       mixed precision: amp resolved once per run, recorded, kept on resume
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
@@ -64,6 +65,7 @@ _SUBMODULES = frozenset(
         "rarefy",
         "receptive_field",
         "recipes",
+        "record",
         "system",
         "train",
         "upsample",

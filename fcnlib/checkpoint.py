@@ -84,6 +84,7 @@ def save_checkpoint(
     history: Sequence[dict[str, Any]],
     extra: dict[str, Any] | None = None,
     precision: str | None = None,
+    world_size: int | None = None,
 ) -> Path:
     """Write a checkpoint atomically: a crash mid-write never loses the previous one.
 
@@ -91,7 +92,9 @@ def save_checkpoint(
     states as tensors), so :func:`load_checkpoint` can use ``torch.load(weights_only=True)``.
     ``epoch`` counts the completed epochs; ``extra`` must hold plain values too. ``precision``
     is the one the run computed in (:func:`fcnlib.precision.precision_name`: ``config.amp``
-    as resolved on the machine that ran it); None where unknown.
+    as resolved on the machine that ran it); None where unknown. ``world_size`` is the number
+    of processes that trained together (1 without ``torchrun``): an epoch's steps depend on
+    it. A failed write raises OSError and leaves the previous file as it was.
     """
     path = Path(path)
     state = {
@@ -107,6 +110,7 @@ def save_checkpoint(
         "rng": rng_state(),
         "extra": dict(extra or {}),
         "precision": precision,
+        "world_size": None if world_size is None else int(world_size),
     }
     return atomic_torch_save(state, path)
 

@@ -29,6 +29,7 @@ Training runs data-parallel on several GPUs when started by ``torchrun``, one pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import pickle
@@ -103,11 +104,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "would. On --resume, a larger --epochs extends the run (its schedule becomes the "
         "longer run's from there on), --lr sets a new rate from there on, and --workers, "
         "--channels-last and --compile may change; any other change (recipe, batch size, "
-        "data, model, ...) is refused, as it would make another run. A loss that explodes or "
-        "turns nan stops the run; the checkpoint keeps the last good epoch.",
+        "data, model, ...) is refused, as it would make another run. One run at a time writes "
+        "a record (it holds NAME.lock while it runs), a new run never replaces another run's "
+        "files, and --resume first repairs a record that a killed run left behind. A loss that "
+        "explodes or turns nan stops the run; the checkpoint keeps the last good epoch.",
         epilog="Several GPUs: 'torchrun --standalone --nproc_per_node=N -m fcnlib train ...' "
         "trains with DistributedDataParallel, one process per GPU (--device cpu: gloo processes "
-        "on the CPU). --batch-size is then per process; only rank 0 prints and saves.",
+        "on the CPU). --batch-size is then per process; only rank 0 prints and saves. A run "
+        "resumes only under as many processes as it was trained by.",
     )
     train.add_argument(
         "--model",
@@ -489,12 +493,16 @@ def _init_from_state(args: argparse.Namespace, model: dict) -> dict:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from fcnlib.distributed import cleanup, init_distributed
+    from fcnlib.distributed import cleanup, init_distributed, is_main_process
+    from fcnlib.record import hold_record
 
     # a no-op unless torchrun started this process; NCCL puts each process on its own GPU
     init_distributed(backend="gloo" if args.device == "cpu" else None)
     try:
-        _train_here(args)
+        _check_output(args.checkpoint)
+        # the process that writes the record holds its lock from before it reads the record
+        with hold_record(args.checkpoint) if is_main_process() else contextlib.nullcontext():
+            _train_here(args)
     finally:
         cleanup()
 
@@ -510,27 +518,33 @@ def _flag(name: str) -> str:
 
 
 def _check_output(path: Path) -> None:
-    """Refuse a --checkpoint that cannot be written, before any work."""
-    if path.is_dir():
-        raise SystemExit(f"--checkpoint {path} is a folder; give a file, e.g. {path / 'fcn.pt'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # the folders below it are created on the first save
-    if not folder.is_dir():
-        raise SystemExit(f"--checkpoint {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SystemExit(f"--checkpoint {path}: cannot write in {folder}; choose another place")
+    """Refuse a --checkpoint whose record cannot be written (a folder, no write permission,
+    names too long for the file system), before any work."""
+    from fcnlib.record import check_record_path
+
+    try:
+        check_record_path(path)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--{e}") from e  # the messages start with "checkpoint PATH"
 
 
 def _saved_run(args: argparse.Namespace) -> dict | None:
     """The checkpoint already at --checkpoint (None if there is none), after checking the
     paths: before any data is read or net built."""
+    from fcnlib.record import record_files, record_names
     from fcnlib.train import load_checkpoint
 
-    _check_output(args.checkpoint)
     if args.init_from is not None and not args.init_from.is_file():
         raise SystemExit(f"--init-from {args.init_from}: no such file")
     if not args.checkpoint.exists():
+        others = [str(p) for p in record_files(args.checkpoint).values() if p.exists()]
+        if others:
+            raise SystemExit(
+                f"--checkpoint {args.checkpoint}: files of another run's record are there "
+                f"({', '.join(others)}), and a new run would replace them. Delete them (a run's "
+                f"whole record: {record_names(args.checkpoint)}) to start over there, or give "
+                "another --checkpoint"
+            )
         if args.resume:
             raise SystemExit(
                 f"--resume: there is no run at --checkpoint {args.checkpoint}; leave out "
@@ -545,6 +559,7 @@ def _check_run(args: argparse.Namespace, config, run: dict, state: dict | None) 
     the command line, whatever this run cannot do."""
     from fcnlib.config import pick_device
     from fcnlib.precision import amp_setting, precision_name, resolve_amp
+    from fcnlib.record import record_names
     from fcnlib.train import resume_conflicts
 
     if state is None:
@@ -554,8 +569,10 @@ def _check_run(args: argparse.Namespace, config, run: dict, state: dict | None) 
         raise SystemExit(
             f"--checkpoint {args.checkpoint} already holds a run ({done} of {planned} epochs "
             "done). Add --resume to continue it (a larger --epochs extends it), or give another "
-            f"--checkpoint to start a new run (or delete {args.checkpoint} to train it again)."
+            "--checkpoint to start a new run (or delete the run's whole record, "
+            f"{record_names(args.checkpoint)}, to train it again)."
         )
+    _check_resumable(args.checkpoint, state)
     saved = state.get("extra", {})
     changes = []
     for part, flags in (("model", {"backbone": "--backbone", "stride": "--model",
@@ -593,6 +610,34 @@ def _check_run(args: argparse.Namespace, config, run: dict, state: dict | None) 
             "--channels-last and --compile may change. For another run give another --checkpoint."
         )
     return state
+
+
+def _check_resumable(path: Path, state: dict) -> None:
+    """Refuse, in terms of the command line, to --resume a file of weights only (a
+    NAME.best.pt) or a run trained by another number of processes."""
+    from fcnlib.distributed import world_size
+
+    if state.get("optimizer") is None:
+        name = path.name.removesuffix(f".best{path.suffix}")
+        what, run = "a file of weights only", "the run's own checkpoint"
+        if name != path.name:
+            what, run = "a best-weights file", path.with_name(name + path.suffix)
+        raise SystemExit(
+            f"cannot --resume {path}: it is {what}, without the optimizer's state. Resume from "
+            f"{run}, or start from it with --init-from {path} (the next, finer stage: "
+            "fcn32s -> fcn16s -> fcn8s) and another --checkpoint."
+        )
+    saved, now = state.get("world_size"), world_size()
+    if saved is not None and saved != now:
+        command = "python -m fcnlib train"
+        if saved > 1:
+            command = f"torchrun --standalone --nproc_per_node={saved} -m fcnlib train"
+        processes = {n: "1 process" if n == 1 else f"{n} processes" for n in (saved, now)}
+        raise SystemExit(
+            f"cannot --resume {path}: it was trained by {processes[saved]} and "
+            f"this is {processes[now]}; an epoch's steps depend on that number. Resume it "
+            f"with the same number: {command} ... --checkpoint {path} --resume"
+        )
 
 
 def _train_here(args: argparse.Namespace) -> None:
@@ -685,9 +730,17 @@ def _train_here(args: argparse.Namespace) -> None:
         return
     print(
         f"{args.model} ({args.backbone}, {args.data}, {args.recipe} recipe, lr {config.lr:.3g}), "
-        f"{len(history)} epochs: {scores}; saved {args.checkpoint} (best weights, metrics "
-        "beside it)"
+        f"{len(history)} epochs: {scores}; saved {_saved_files(args.checkpoint)}"
     )
+
+
+def _saved_files(checkpoint: Path) -> str:
+    """The record's files as they are: ``a.pt (a.best.pt, a.metrics.jsonl beside it)``."""
+    from fcnlib.record import record_files
+
+    files = record_files(checkpoint)
+    beside = [p.name for key, p in files.items() if key in ("best", "metrics") and p.exists()]
+    return f"{checkpoint} ({', '.join(beside)} beside it)" if beside else str(checkpoint)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -782,6 +835,8 @@ def _output_names(paths: list[Path]) -> list[str]:
 
 def _check_out_dir(out: Path) -> None:
     """Refuse an --out-dir that cannot be written, before any work."""
+    from fcnlib._io import check_writable
+
     if out.exists() and not out.is_dir():
         raise SystemExit(
             f"--out-dir {out} is a file, not a folder; give a folder (a missing one is created)"
@@ -791,8 +846,13 @@ def _check_out_dir(out: Path) -> None:
         folder = folder.parent  # the folders below it are created before the first image
     if not folder.is_dir():
         raise SystemExit(f"--out-dir {out}: {folder} is a file, not a folder; choose another")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SystemExit(f"--out-dir {out}: cannot write in {folder}; choose another --out-dir")
+    try:
+        check_writable(folder)
+    except OSError as e:
+        raise SystemExit(
+            f"--out-dir {out}: cannot write in {folder} ({e.strerror or e}); choose another "
+            "--out-dir"
+        ) from e
 
 
 def _check_outputs(inputs: list[Path], outputs: list[Path], out: Path, *, overwrite: bool) -> None:

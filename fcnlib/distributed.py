@@ -27,18 +27,25 @@ as a single plain process too. What each of the ``N`` processes ("ranks") then d
   which is harmless for SGD but would count those images twice in the metrics. :class:`ShardSampler`
   deals out the indices like cards (rank ``r`` gets ``r, r + N, r + 2N, ...``), so every image is
   counted exactly once.
-* **output**: only rank 0 shows progress and writes checkpoints (atomically, as in the
-  single-process case); the others wait at a barrier until the file is complete. The checkpoint
+* **output**: only rank 0 shows progress, holds the record's lock and writes checkpoints
+  (atomically, as in the single-process case); the others wait at a barrier until the file is
+  complete. The checkpoint
   path must be the same file for every rank (one machine, or a shared filesystem), since every
   rank resumes from it.
 
-If one rank fails (say a nan loss), ``torchrun`` stops the others.
+If one rank fails (say a nan loss), ``torchrun`` stops the others. If ``torchrun`` itself is
+killed, the kernel stops its workers (on Linux; see :func:`init_distributed`), so no orphaned
+worker goes on training and writing the checkpoint. A run's checkpoint records its number of
+processes, and a resume under another number is refused: the steps per epoch depend on it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
+import signal
+import sys
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 
@@ -58,6 +65,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "reduce_epoch_stats",
+    "world_size",
     "wrap_ddp",
 ]
 
@@ -96,11 +104,16 @@ def init_distributed(
             default otherwise).
 
     Calling it again in a process that is already in a group returns that group's info.
+
+    On Linux the process asks the kernel for SIGTERM when its parent (the ``torchrun``
+    launcher) dies: a killed launcher would otherwise leave its workers training and writing
+    the checkpoint, out of anyone's reach.
     """
     if dist.is_available() and dist.is_initialized():
         return _current_info()
     if not all(name in os.environ for name in _TORCHRUN_ENV):
         return DistInfo()
+    _stop_with_parent()
     if not dist.is_available():
         raise RuntimeError("torchrun started this process, but torch.distributed is not built in")
     if backend is None:
@@ -114,6 +127,31 @@ def init_distributed(
     kwargs = {} if timeout is None else {"timeout": timeout}
     dist.init_process_group(backend=backend, init_method="env://", **kwargs)
     return _current_info()
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _stop_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return  # refused (a sandbox): the worker runs on as before
+    if os.getppid() != parent:  # the parent died before the request: no signal will come
+        raise RuntimeError(
+            f"the process that started this worker (pid {parent}, torchrun) has exited; "
+            "stopping. Start the run again with torchrun"
+        )
+
+
+def world_size() -> int:
+    """The number of processes training together: the group's size, 1 outside a group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
 
 
 def _current_info() -> DistInfo:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fcnlib._io import atomic_torch_save
+from fcnlib._io import atomic_torch_save, check_writable
 from fcnlib.backbones import TinyVGG, backbone_spec, build_classifier
 from fcnlib.config import cache_dir
 from fcnlib.system import cpu_model, torch_threads
@@ -271,8 +270,7 @@ def _check_writable(folder: Path) -> None:
     """PermissionError (what to do included) unless the cache ``folder`` can take a file."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):  # also a read-only mount, also for root
-            pass
+        check_writable(folder)
     except OSError as e:
         raise PermissionError(
             f"cannot write the pre-trained backbone's cache folder {folder} "

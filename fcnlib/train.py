@@ -12,10 +12,11 @@ here knows about patches: a model maps ``(N, 3, H, W)`` images to ``(N, C, H, W)
 * :func:`train_one_epoch`, :func:`evaluate` and :func:`fit` return numbers; nothing is written
   to disk unless a checkpoint path is given. Then :func:`fit` keeps a record of the run beside
   it: the last epoch's checkpoint (:mod:`fcnlib.checkpoint`), the best mean IU's weights, the
-  metrics of every epoch as JSON lines and, when TensorBoard is installed, its event files. A
-  run resumed from a checkpoint at an epoch boundary replays the same batches and random
-  numbers, so it ends bit-identical to an uninterrupted run; a longer resumed run rebuilds its
-  schedule, and a diverging one stops before it overwrites the last good checkpoint.
+  metrics of every epoch as JSON lines and, when TensorBoard is installed, its event files; one
+  run at a time, and never over another run's files (:mod:`fcnlib.record`). A run resumed
+  from a checkpoint at an epoch boundary replays the same batches and random numbers, so it
+  ends bit-identical to an uninterrupted run; a longer resumed run rebuilds its schedule, and a
+  diverging one stops before it overwrites the last good checkpoint.
 * Device, mixed precision (``amp``), ``channels_last`` and ``torch.compile`` are one-line switches.
 * Under ``torchrun`` (see :mod:`fcnlib.distributed`) :func:`fit` trains with
   DistributedDataParallel, one process per GPU; the batch size is then per process.
@@ -27,6 +28,7 @@ here knows about patches: a model maps ``(N, 3, H, W)`` images to ``(N, C, H, W)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -38,7 +40,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
-from fcnlib._io import remove_stale_temporaries
 from fcnlib.checkpoint import (
     load_checkpoint,
     restore,
@@ -55,6 +56,7 @@ from fcnlib.distributed import (
     is_distributed,
     is_main_process,
     reduce_epoch_stats,
+    world_size,
     wrap_ddp,
 )
 from fcnlib.loss import balanced_class_weights, segmentation_loss
@@ -77,6 +79,13 @@ from fcnlib.recipes import (
     TrainConfig,
     recipe,
     stage_recipe,
+)
+from fcnlib.record import (
+    check_new_record,
+    check_record_path,
+    hold_record,
+    prepare_record,
+    record_names,
 )
 
 __all__ = [
@@ -618,8 +627,9 @@ def _resume_state(
     in: its ``amp`` setting may change only to one that means the same precision here (a run
     started with "auto" on a GPU with bf16 continues on a T4 with amp="bf16"), and "auto" that
     means something else here is refused. (A checkpoint that records no precision keeps its
-    ``amp`` setting instead.)"""
+    ``amp`` setting instead.) A new run is refused where files of another run's record are."""
     if not path.exists():
+        check_new_record(path)  # a new run never replaces another run's files
         return None
     state = load_checkpoint(path)  # a file that is not a checkpoint is an error, never replaced
     done, planned = state["epoch"], state["config"].get("epochs")
@@ -627,8 +637,10 @@ def _resume_state(
         raise FileExistsError(
             f"{path} already holds a run ({done} of {planned} epochs done): pass resume=True to "
             "continue it (a larger config.epochs extends it), or give another checkpoint path "
-            "(or delete the file) to start a new run"
+            f"to start a new run (or delete the run's whole record, {record_names(path)}, to "
+            "start over there)"
         )
+    _check_resumable(path, state)
     saved_precision = state.get("precision")
     conflicts = resume_conflicts(
         state["config"], config, saved_precision=saved_precision, precision=precision
@@ -660,6 +672,48 @@ def _resume_state(
     return state
 
 
+def _processes(n: int) -> str:
+    return "one plain process (no torchrun)" if n == 1 else f"{n} processes (torchrun)"
+
+
+def _check_resumable(path: Path, state: dict) -> None:
+    """Refuse a checkpoint a run cannot continue: weights only (a best-weights file), or one
+    trained by another number of processes (an epoch's steps depend on it)."""
+    if state.get("optimizer") is None:
+        name = path.name.removesuffix(f".best{path.suffix}")
+        what, advice = "weights only, no optimizer state", "the run's checkpoint"
+        if name != path.name:
+            what, advice = "a best-weights file", str(path.with_name(name + path.suffix))
+        raise ValueError(
+            f"cannot resume {path}: it is {what}, and resuming would start the optimizer "
+            f"afresh. Resume from {advice}, or start a new run from these weights "
+            "(load_checkpoint(path, model=model), then fit with another checkpoint path)"
+        )
+    saved, now = state.get("world_size"), world_size()
+    if saved is not None and saved != now:
+        launch = "one plain process" if saved == 1 else f"torchrun --nproc_per_node={saved}"
+        raise ValueError(
+            f"cannot resume {path}: it was trained by {_processes(saved)} and this run is "
+            f"{_processes(now)}; an epoch's steps, and so the schedule, depend on that number. "
+            f"Resume it with {launch}, or start a new run with another checkpoint path"
+        )
+
+
+def _check_steps(path: Path | None, state: dict | None, steps_per_epoch: int) -> None:
+    """Refuse to resume a checkpoint of an older fcnlib, which records no number of processes,
+    whose epochs took another number of steps than this run's would."""
+    if state is None or state.get("world_size") is not None or not state["history"]:
+        return
+    saved = state["history"][-1].get("steps")
+    if saved is not None and saved != steps_per_epoch:
+        raise ValueError(
+            f"cannot resume {path}: its epochs took {saved} steps and this run's would take "
+            f"{steps_per_epoch}, so its schedule would not continue: it was trained by another "
+            "number of processes (torchrun --nproc_per_node) or on another training set. "
+            "Resume it as it was started, or start a new run with another checkpoint path"
+        )
+
+
 def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -685,18 +739,26 @@ def fit(
     Data is a Dataset or a pair ``(images float (N, 3, H, W), labels int64 (N, H, W))``, void
     255. A fresh run seeds torch, Python and NumPy with ``config.seed``.
 
-    With ``checkpoint`` the run keeps a record beside that path (see
-    :func:`fcnlib.checkpoint.run_files`): after every epoch the checkpoint itself (model,
-    optimizer, scheduler, random state, history; written atomically), the weights of the best
-    mean IU so far (``NAME.best.pt``), every epoch's numbers as JSON lines
-    (``NAME.metrics.jsonl``) and, when TensorBoard is installed and ``tensorboard``, its event
-    files (``NAME.tb/``). A path that already holds a run is refused unless ``resume=True``;
-    then training continues after the saved epoch (a finished run returns at once) and ends
-    bit-identical to an uninterrupted run. A resumed run may change the fields in
-    :data:`RESUMABLE`, and they are applied: a larger ``epochs`` extends the run with the
+    With ``checkpoint`` the run keeps a record beside that path (see :mod:`fcnlib.record`):
+    after every epoch the checkpoint itself (model, optimizer, scheduler, random state,
+    history, number of processes; written atomically), the weights of the best mean IU so far
+    (``NAME.best.pt``), every epoch's numbers as JSON lines (``NAME.metrics.jsonl``) and, when
+    TensorBoard is installed and ``tensorboard``, its event files (``NAME.tb/``). Before any
+    work it checks that the record's names fit the file system and that its folder can be
+    written; while it runs it holds the record's lock (``NAME.lock``), and another run on the
+    same record is refused (:class:`fcnlib.record.RecordInUseError`). A path that already
+    holds a run is refused unless ``resume=True``, and a new run where any file of the record
+    exists (another run's) is refused too. A resumed run first brings the record back in line
+    with its checkpoint (a run killed mid-save leaves the best weights or the metrics an
+    epoch behind); then training continues after the saved epoch (a finished run returns at
+    once) and ends bit-identical to an uninterrupted run. A resumed run may change the fields
+    in :data:`RESUMABLE`, and they are applied: a larger ``epochs`` extends the run with the
     longer run's schedule from the saved step on, a new ``lr`` scales every group's rate from
     there. Any other change is refused (:func:`resume_conflicts`), as is a changed ``extra``
-    (plain values, e.g. the model's build arguments, stored in every checkpoint).
+    (plain values, e.g. the model's build arguments, stored in every checkpoint), another
+    number of processes than the run was trained by, and a file of weights only
+    (``NAME.best.pt``). A failed save (a full disk) raises OSError; the files keep the
+    previous epoch.
 
     ``progress`` (True, or the bar's label) shows one bar for the whole run that moves per
     batch, with the epoch and the last validation mean IU (in %; the last epoch's mean loss
@@ -727,6 +789,34 @@ def fit(
             "without training it, call evaluate(model, loader, n_classes=...)"
         )
     path = None if checkpoint is None else Path(checkpoint)
+    if path is not None:
+        check_record_path(path)  # names that fit, a folder that can be written
+    # rank 0 alone writes the record, and holds its lock until the run returns or raises
+    owner = path is not None and is_main_process()
+    with hold_record(path) if owner else contextlib.nullcontext():
+        return _run(model, train_data, val_data, config=config, n_classes=n_classes,
+                    device=device, path=path, resume=resume, eval_every=eval_every,
+                    progress=progress, extra=extra, divergence=divergence,
+                    tensorboard=tensorboard)  # fmt: skip
+
+
+def _run(
+    model: nn.Module,
+    train_data: Dataset | tuple[torch.Tensor, torch.Tensor],
+    val_data: Dataset | tuple[torch.Tensor, torch.Tensor] | None,
+    *,
+    config: TrainConfig,
+    n_classes: int,
+    device: torch.device | str | None,
+    path: Path | None,
+    resume: bool,
+    eval_every: int,
+    progress: bool | str,
+    extra: dict[str, Any] | None,
+    divergence: float | None,
+    tensorboard: bool,
+) -> History:
+    """:func:`fit`'s run, once its arguments are checked and its record is locked."""
     device = pick_device(device)
     # the run's precision, decided once here and recorded in every checkpoint
     precision = precision_name(resolve_amp(device, config.amp))
@@ -737,13 +827,14 @@ def fit(
     main = is_main_process()
     label = progress if isinstance(progress, str) else "training"
     progress = progress is not False and main
-    cudnn_benchmark = torch.backends.cudnn.benchmark  # given back when the run ends
-    runner = prepare_model(model, config=config, device=device, ddp=distributed)
-    optimizer = make_optimizer(model, config)
     # each rank's share of an epoch, padded by DistributedSampler to the same length everywhere
     sampler = DistributedSampler(train_set, seed=config.seed * 1000) if distributed else None
     share = len(train_set) if sampler is None else len(sampler)
     steps_per_epoch = math.ceil(share / config.batch_size)
+    _check_steps(path, state, steps_per_epoch)
+    cudnn_benchmark = torch.backends.cudnn.benchmark  # given back when the run ends
+    runner = prepare_model(model, config=config, device=device, ddp=distributed)
+    optimizer = make_optimizer(model, config)
     scaler = make_grad_scaler(device, precision_dtype(precision))
     weights = None
     if config.class_weights == "balanced":
@@ -756,8 +847,8 @@ def fit(
     objects = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     record_run = path is not None and main
     if record_run:
-        remove_stale_temporaries(path)  # left by a save that was killed mid-write
-    board = _tensorboard_writer(path, start) if record_run and tensorboard else None
+        prepare_record(path, state)  # stale temporaries removed; a resumed record repaired
+    board = _Board(path, start) if record_run and tensorboard else None
     best = max((r["mean_iu"] for r in history if r.get("mean_iu") == r.get("mean_iu")),
                default=-math.inf)  # fmt: skip
     bar = progress_bar(total=(config.epochs - start) * steps_per_epoch, desc=label, unit="batch",
@@ -793,7 +884,7 @@ def fit(
             _show(bar, shown, record)
             if record_run:
                 save = dict(epoch=epoch + 1, step=step, config=config, history=history,
-                            extra=extra, precision=precision)  # fmt: skip
+                            extra=extra, precision=precision, world_size=world_size())  # fmt: skip
                 best = _record_epoch(path, objects, save, best, board)
             if path is not None:
                 barrier()  # the other ranks wait until the files are complete
@@ -875,7 +966,9 @@ def _show(bar: tqdm, shown: dict[str, str], record: dict) -> None:
     bar.set_postfix(shown)
 
 
-def _record_epoch(path: Path, objects: dict, save: dict, best: float, board: Any) -> float:
+def _record_epoch(
+    path: Path, objects: dict, save: dict, best: float, board: _Board | None
+) -> float:
     """Write the epoch's record: checkpoint, best weights if best, metrics, TensorBoard.
     Returns the best mean IU so far."""
     record = save["history"][-1]
@@ -885,8 +978,27 @@ def _record_epoch(path: Path, objects: dict, save: dict, best: float, board: Any
         save_checkpoint(run_files(path)["best"], model=objects["model"], **save)
     write_metrics(run_files(path)["metrics"], save["history"])
     if board is not None:
-        _log_epoch(board, record)
+        board.log(record)
     return best
+
+
+class _Board:
+    """TensorBoard's writer for a run's record, opened when the first epoch is logged, after
+    its checkpoint: a run stopped before its first checkpoint leaves no ``NAME.tb/``, which
+    the next run would have to take for another run's."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        self.path, self.start, self.writer, self.opened = path, start, None, False
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.opened:
+            self.writer, self.opened = _tensorboard_writer(self.path, self.start), True
+        if self.writer is not None:  # None: TensorBoard is not installed
+            _log_epoch(self.writer, record)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _tensorboard_writer(path: Path, start: int) -> Any:

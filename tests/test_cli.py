@@ -294,7 +294,13 @@ def test_predict_refuses_an_out_dir_it_cannot_write_before_any_work(tmp_path, mo
         _predict(ckpt, photo, "--out-dir", tmp_path / "notes" / "new")
     locked = tmp_path / "locked"
     locked.mkdir()
-    monkeypatch.setattr(fcnlib.cli.os, "access", lambda path, mode: Path(path) != locked)
+    import fcnlib._io
+
+    def read_only(folder):  # root writes anywhere: stand in for a read-only folder
+        if Path(folder) == locked:
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fcnlib._io, "check_writable", read_only)
     with pytest.raises(SystemExit, match=r"--out-dir .*locked/new: cannot write in .*locked"):
         _predict(ckpt, photo, "--out-dir", locked / "new")
 
@@ -479,6 +485,126 @@ def test_paths_and_numbers_are_checked_before_any_work(tmp_path, capsys, monkeyp
         with pytest.raises(SystemExit):
             _train(tmp_path / "run.pt", flag, value)
         assert why in capsys.readouterr().err
+
+
+def test_a_checkpoint_name_too_long_is_refused_before_any_work(tmp_path, monkeypatch):
+    import fcnlib.cli
+
+    monkeypatch.setattr(fcnlib.cli, "_datasets", lambda *a, **k: pytest.fail("data was read"))
+    long = tmp_path / ("x" * 245 + ".pt")  # used to fail at the first save, after an epoch
+    with pytest.raises(SystemExit, match=r"^--checkpoint .*x\.pt: the name is too long.*at most"):
+        _train(long)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_run_never_replaces_another_runs_files_in_flags(tmp_path, monkeypatch):
+    import fcnlib.cli
+
+    ckpt = tmp_path / "run.pt"
+    _train(ckpt, "--epochs", "1")
+    whole = r"delete the run's whole record, .*run\.pt, .*run\.best\.pt, .*run\.metrics\.jsonl"
+    with pytest.raises(SystemExit, match=whole):
+        _train(ckpt, "--epochs", "1")
+    monkeypatch.setattr(fcnlib.cli, "_datasets", lambda *a, **k: pytest.fail("data was read"))
+    kept = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    others = r"files of another run's record are there \(.*run\.best\.pt, .*run\.metrics\.jsonl"
+    with pytest.raises(SystemExit, match=others + r".*Delete them"):
+        _train(tmp_path / "run", "--epochs", "1")  # shares run.best.pt and run.metrics.jsonl
+    ckpt.unlink()  # what the refusal used to advise
+    for more in ([], ["--resume"]):
+        with pytest.raises(SystemExit, match=others):
+            _train(ckpt, "--epochs", "1", *more)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == {
+        p: b for p, b in kept.items() if p != ckpt
+    }
+
+
+def test_resume_refuses_a_best_weights_file_and_another_number_of_processes(tmp_path):
+    from fcnlib.train import load_checkpoint
+
+    ckpt = tmp_path / "run.pt"
+    _train(ckpt, "--epochs", "1")
+    best = tmp_path / "run.best.pt"
+    wrong_file = r"run\.best\.pt: it is a best-weights file.*Resume from .*run\.pt, .*--init-from"
+    with pytest.raises(SystemExit, match=wrong_file):
+        _train(best, "--resume", "--epochs", "2")  # used to reset the optimizer and train on
+    state = load_checkpoint(ckpt)
+    state["world_size"] = 2  # as a run under torchrun --nproc_per_node=2 saves it
+    torch.save(state, ckpt)
+    wrong_size = (
+        r"trained by 2 processes and this is 1 process.*Resume it with the same number: "
+        r"torchrun --standalone --nproc_per_node=2 -m fcnlib train \.\.\. --checkpoint .*run\.pt "
+        "--resume"
+    )
+    with pytest.raises(SystemExit, match=wrong_size):
+        _train(ckpt, "--resume", "--epochs", "2")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "run.tb") == [
+        "run.best.pt", "run.metrics.jsonl", "run.pt"
+    ]  # fmt: skip
+
+
+def test_a_record_in_use_is_refused_before_any_work(tmp_path, monkeypatch):
+    import threading
+
+    import fcnlib.cli
+    from fcnlib.record import RecordInUseError, hold_record
+
+    monkeypatch.setattr(fcnlib.cli, "_datasets", lambda *a, **k: pytest.fail("data was read"))
+    held, done = threading.Event(), threading.Event()
+
+    def other_run():  # another thread holds it as another process would
+        with hold_record(tmp_path / "run.pt"):
+            held.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    try:
+        held.wait(30)
+        with pytest.raises(RecordInUseError, match=r"run\.pt is in use.*pid \d+ on host"):
+            _train(tmp_path / "run.pt", "--epochs", "1")
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_resume_repairs_the_record_and_the_summary_names_what_is_there(
+    tmp_path, monkeypatch, capsys
+):
+    import dataclasses
+
+    import fcnlib.train
+    from fcnlib.train import load_checkpoint
+
+    ckpt, best = tmp_path / "run.pt", tmp_path / "run.best.pt"
+    real_save, real_evaluate = fcnlib.train.save_checkpoint, fcnlib.train.evaluate
+
+    def full_disk_at_best(path, **kwargs):
+        if path == best:
+            raise OSError(28, "No space left on device")
+        return real_save(path, **kwargs)
+
+    monkeypatch.setattr(fcnlib.train, "save_checkpoint", full_disk_at_best)
+    with pytest.raises(OSError, match="No space left"):
+        _train(ckpt, "--epochs", "1")
+    monkeypatch.undo()
+    assert not best.exists()
+    capsys.readouterr()
+    _train(ckpt, "--resume")  # used to leave no run.best.pt, and say it was saved
+    assert "has finished its 1 epochs; nothing to train" in capsys.readouterr().out
+    assert load_checkpoint(best)["epoch"] == 1
+    assert len((tmp_path / "run.metrics.jsonl").read_text().splitlines()) == 1
+    # later epochs score worse; epoch 1's best weights, lost for good, are not claimed as saved
+    worse = lambda *a, **k: dataclasses.replace(real_evaluate(*a, **k), mean_iu=-1.0)  # noqa: E731
+    monkeypatch.setattr(fcnlib.train, "evaluate", worse)
+    _train(ckpt, "--resume", "--epochs", "2")
+    assert load_checkpoint(best)["epoch"] == 1
+    best.unlink()
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=r"run\.best\.pt is missing.*those weights are lost"):
+        _train(ckpt, "--resume", "--epochs", "3")
+    assert capsys.readouterr().out.strip().endswith(f"saved {ckpt} (run.metrics.jsonl beside it)")
+    assert not best.exists()
 
 
 def test_version_and_console_script_name(capsys, monkeypatch):

@@ -5,9 +5,14 @@ rank runs every scenario and saves what it saw to a file, and the tests compare 
 with the same computation done here in a single process.
 """
 
+import contextlib
 import datetime
 import os
+import select
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -69,6 +74,7 @@ STEP_CONFIG = dict(lr=0.05, batch_size=STEP_BATCH)  # the paper's SGD, momentum,
 # fit end to end: 9 training images (DistributedSampler pads), 7 validation images
 FIT_TRAIN, FIT_VAL = dict(n=9, seed=3, void=True), EVAL_DATA
 FIT_CONFIG = dict(epochs=2, batch_size=2, amp="off")  # the "fast" recipe
+LONGER = {**FIT_CONFIG, "epochs": 3}  # a resumed run that would train one more epoch
 
 
 def step_batches(rank: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -126,6 +132,15 @@ def _worker(rank: int, port: int, out: str) -> None:
         )
         result["fit_history"] = list(history)
         result["fit_state"] = model.state_dict()
+
+        # a run saved by one process, resumed by two: refused on every rank, before any step
+        try:
+            fit(net(rank + 20, batchnorm=True), scenes(**FIT_TRAIN), scenes(**FIT_VAL),
+                config=recipe("fast", **LONGER), n_classes=N_CLASSES, device="cpu",
+                checkpoint=Path(out) / "single" / "run.pt", resume=True,
+                progress=False)  # fmt: skip
+        except ValueError as e:
+            result["resumed_single"] = str(e)
         torch.save(result, Path(out) / f"rank{rank}.pt")
     finally:
         cleanup()
@@ -141,6 +156,9 @@ def free_port() -> int:
 def ranks(tmp_path_factory) -> list[dict]:
     """What each of the two ranks saved."""
     out = tmp_path_factory.mktemp("ddp")
+    fit(net(20, batchnorm=True), scenes(**FIT_TRAIN), scenes(**FIT_VAL),
+        config=recipe("fast", **FIT_CONFIG), n_classes=N_CLASSES, device="cpu",
+        checkpoint=out / "single" / "run.pt", progress=False)  # fmt: skip
     context = mp.start_processes(
         _worker, args=(free_port(), str(out)), nprocs=WORLD, join=False, start_method="spawn"
     )
@@ -241,6 +259,7 @@ def test_fit_under_ddp(ranks):
     model = net(0, batchnorm=True)
     saved = load_checkpoint(folder / "run.pt", model=model)
     assert saved["epoch"] == 2 and saved["history"] == history
+    assert saved["world_size"] == 2
     for key, value in model.state_dict().items():
         assert torch.equal(value, first["fit_state"][key]), key
 
@@ -249,3 +268,61 @@ def test_fit_under_ddp(ranks):
     scores = evaluate(model, loader, n_classes=N_CLASSES)
     assert history[-1]["pixel_acc"] == scores.pixel_acc
     assert history[-1]["mean_iu"] == scores.mean_iu
+
+
+def test_a_run_resumes_only_under_as_many_processes_as_trained_it(ranks):
+    # one process saved it (5 steps per epoch), two resume it (3 steps): refused on both ranks
+    refused = "trained by one plain process (no torchrun) and this run is 2 processes (torchrun)"
+    assert all(refused in seen["resumed_single"] for seen in ranks)
+    assert load_checkpoint(ranks[0]["dir"] / "single" / "run.pt")["epoch"] == 2
+    # two processes saved it, one resumes it
+    with pytest.raises(ValueError, match=r"trained by 2 processes .*torchrun --nproc_per_node=2"):
+        fit(net(0, batchnorm=True), scenes(**FIT_TRAIN), scenes(**FIT_VAL),
+            config=recipe("fast", **LONGER), n_classes=N_CLASSES, device="cpu",
+            checkpoint=ranks[0]["dir"] / "fit" / "run.pt", resume=True, progress=False)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- a killed launcher
+
+LAUNCHER = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1]])  # the worker; its output goes to ours
+time.sleep(120)
+"""
+
+WORKER = """
+import os, time
+from fcnlib.distributed import init_distributed
+init_distributed("gloo")
+print(os.getpid(), flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_stops_when_its_launcher_is_killed():
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1",
+           "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}  # fmt: skip
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, WORKER], stdout=subprocess.PIPE, env=env
+    )
+    worker = None
+    try:
+        worker = int(launcher.stdout.readline())  # the worker joined its group of one
+        launcher.kill()  # as a killed torchrun: its workers used to train on
+        launcher.wait()
+        # the worker shares the launcher's stdout: it ends when the worker has exited too
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([launcher.stdout], [], [], 1)
+            if ready and not launcher.stdout.read1():
+                break
+        else:
+            pytest.fail(f"worker {worker} still runs 30 s after its launcher was killed")
+    finally:
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
+        launcher.kill()
+        launcher.wait()

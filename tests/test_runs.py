@@ -3,15 +3,24 @@
 import dataclasses
 import json
 import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import fcnlib
 from fcnlib import _io, train
-from fcnlib.checkpoint import run_files
+from fcnlib.checkpoint import run_files, save_checkpoint
+from fcnlib.record import RecordInUseError, lock_path, record_files
 from fcnlib.train import (
     DivergenceError,
     fit,
@@ -402,3 +411,268 @@ def test_epoch_times_are_the_epochs_own(tmp_path):
     for record in history:
         assert 0 < record["seconds"] < wall
         assert record["images_per_s"] == pytest.approx(24 / record["seconds"])
+
+
+# ----------------------------------------------------------------------------- one run per record
+
+
+def _record(path):
+    return {key: p.read_bytes() for key, p in record_files(path).items() if p.is_file()}
+
+
+def test_a_second_run_on_a_record_in_use_is_refused(tmp_path):
+    path, seen = tmp_path / "c.pt", []
+
+    def second_run():  # another thread: as another process, it must not share the lock
+        try:
+            run(tmp_path / "c", config(epochs=1))  # c and c.pt share c.best.pt, c.metrics.jsonl
+        except Exception as e:
+            seen.append(e)
+        else:
+            seen.append(None)
+
+    def while_training(module, inputs, output):
+        if module.training and not seen:
+            thread = threading.Thread(target=second_run)
+            thread.start()
+            thread.join()
+
+    model = net()
+    model.register_forward_hook(while_training)
+    run(path, config(epochs=1), model=model)
+    holder = rf"pid {os.getpid()} on host {re.escape(socket.gethostname())}, since \d{{4}}-"
+    assert isinstance(seen[0], RecordInUseError), seen
+    message = rf"c is in use: another training run .*\({holder}.*kill {os.getpid()}"
+    assert re.search(message, str(seen[0]))
+    assert not lock_path(path).exists()  # released at the end
+    # also when the run raises
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(tmp_path / "d.pt", config(epochs=2), model=CrashAt(at=5))
+    assert load_checkpoint(tmp_path / "d.pt")["epoch"] == 1
+    assert not lock_path(tmp_path / "d.pt").exists()
+
+
+def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    path = tmp_path / "c.pt"
+    hold = (
+        "import sys, time\nfrom fcnlib.record import hold_record\n"
+        "with hold_record(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(fcnlib.__file__).parents[1])}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(path)], stdout=subprocess.PIPE, env=env
+    )
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(RecordInUseError, match=rf"c\.pt is in use.*pid {holder.pid} on host"):
+            run(path, config(epochs=1))
+    finally:
+        holder.kill()  # as SIGKILL or a power cut would: the lock file stays behind
+        holder.wait()
+    assert lock_path(path).exists() and not path.exists()
+    run(path, config(epochs=1))
+    assert load_checkpoint(path)["epoch"] == 1 and not lock_path(path).exists()
+
+
+def test_a_new_run_never_replaces_another_runs_files(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config(epochs=1))
+    whole = r"delete the run's whole record, .*c\.pt, .*c\.best\.pt, .*c\.metrics\.jsonl, .*c\.tb/"
+    with pytest.raises(FileExistsError, match=whole):
+        run(path, config(epochs=1))
+    path.unlink()  # what the refusal used to advise
+    kept = _record(path)
+    others = r"c\.pt would replace the files of another run: .*c\.best\.pt, .*c\.metrics\.jsonl\. "
+    for resume in (False, True):  # without a checkpoint, resume=True starts a new run too
+        with pytest.raises(FileExistsError, match=others + "Delete them"):
+            run(path, config(epochs=1), resume=resume)
+    assert _record(path) == kept
+    # a run at col/x after one at col/x.pt: they would share x.best.pt and x.metrics.jsonl
+    first = tmp_path / "col" / "x.pt"
+    run(first, config(epochs=1))
+    kept = _record(first)
+    with pytest.raises(FileExistsError, match=r"x\.best\.pt, .*x\.metrics\.jsonl"):
+        run(tmp_path / "col" / "x", config(epochs=1))
+    assert _record(first) == kept and not (tmp_path / "col" / "x").exists()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_leaves_nothing_in_the_way(tmp_path):
+    path = tmp_path / "runs" / "c.pt"
+    with pytest.raises(RuntimeError, match="power cut"):  # Ctrl-C in epoch 1, say
+        fit(CrashAt(at=2), data(), data(8, seed=1), config=config(), n_classes=N_CLASSES,
+            checkpoint=path, progress=False)  # fmt: skip
+    # no NAME.tb/ (opened with the first checkpoint), no lock, no empty folder
+    assert list(tmp_path.iterdir()) == []
+    # the same command again: a new run
+    fit(net(), data(), data(8, seed=1), config=config(epochs=1), n_classes=N_CLASSES,
+        checkpoint=path, progress=False)  # fmt: skip
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+# ----------------------------------------------------------------------------- repair on resume
+
+
+def _scored(monkeypatch, *mean_ius):
+    """Validation scores the given mean IU, epoch after epoch."""
+    scores, real = iter(mean_ius), train.evaluate
+
+    def fake_evaluate(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), mean_iu=next(scores))
+
+    monkeypatch.setattr(train, "evaluate", fake_evaluate)
+
+
+def _killed_at(monkeypatch, name, epoch, error):
+    """The save of the record's file ``name`` at ``epoch`` fails with ``error``."""
+    real = train.save_checkpoint
+
+    def save(path, **kwargs):
+        if Path(path).name == name and kwargs["epoch"] == epoch:
+            raise error
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(train, "save_checkpoint", save)
+
+
+def _metrics(path):
+    return [json.loads(line) for line in run_files(path)["metrics"].read_text().splitlines()]
+
+
+def test_a_run_killed_while_saving_its_best_weights_is_repaired_on_resume(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    _scored(monkeypatch, 0.5, 0.6, 0.7)  # every epoch is the best so far
+    _killed_at(monkeypatch, "c.best.pt", 3, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        run(path, config(epochs=3))
+    monkeypatch.undo()
+    stale = [
+        tmp_path / f".{name}.k1ll3d00.tmp" for name in ("c.pt", "c.best.pt", "c.metrics.jsonl")
+    ]
+    for tmp in stale:  # what SIGKILL mid-write leaves of each file
+        tmp.write_bytes(b"half")
+    state = load_checkpoint(path)
+    assert state["epoch"] == 3 and load_checkpoint(run_files(path)["best"])["epoch"] == 2
+    assert len(_metrics(path)) == 2
+
+    history = run(path, config(epochs=3), resume=True)  # finished: nothing to train
+    best = load_checkpoint(run_files(path)["best"])
+    assert best["epoch"] == 3 and best["optimizer"] is None
+    for key, value in state["model"].items():
+        assert torch.equal(best["model"][key], value), key
+    assert best["history"] == state["history"] and best["rng"]["torch"].equal(state["rng"]["torch"])
+    assert [r["epoch"] for r in _metrics(path)] == [1, 2, 3]
+    assert [r["mean_iu"] for r in _metrics(path)] == [r["mean_iu"] for r in history]
+    assert [p for p in stale if p.exists()] == []
+
+
+def test_a_full_disk_at_the_first_best_save_is_repaired_on_resume(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    _scored(monkeypatch, 0.7, 0.5)  # the first epoch stays the best
+    _killed_at(monkeypatch, "c.best.pt", 1, OSError(28, "No space left on device"))
+    with pytest.raises(OSError, match="No space left"):
+        run(path, config(epochs=2))
+    assert load_checkpoint(path)["epoch"] == 1 and not run_files(path)["best"].exists()
+    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)  # room on the disk again
+    history = run(path, config(epochs=2), resume=True)
+    assert [r["mean_iu"] for r in history] == [0.7, 0.5]
+    assert load_checkpoint(run_files(path)["best"])["epoch"] == 1
+    assert [r["epoch"] for r in _metrics(path)] == [1, 2]
+
+
+def test_best_weights_lost_for_good_are_reported_not_pretended(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    _scored(monkeypatch, 0.7, 0.5, 0.6)
+    run(path, config(epochs=2))
+    run_files(path)["best"].unlink()  # epoch 1's weights: in no other file
+    lost = (
+        r"c\.best\.pt is missing, but the run's best mean IU \(0\.7000\) was epoch 1, and "
+        r".*c\.pt holds epoch 2: those weights are lost"
+    )
+    with pytest.warns(UserWarning, match=lost):
+        run(path, config(epochs=3), resume=True)
+    assert not run_files(path)["best"].exists()  # epoch 3 (0.6) did not beat epoch 1
+
+
+def test_a_best_weights_file_is_not_resumed(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config(epochs=1))
+    best = run_files(path)["best"]
+    before = best.read_bytes()
+    refused = (
+        r"c\.best\.pt: it is a best-weights file.*optimizer afresh\. Resume from .*c\.pt, or "
+        r"start a new run from these weights"
+    )
+    with pytest.raises(ValueError, match=refused):
+        run(best, config(epochs=2), resume=True)
+    assert best.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.best.pt", "c.metrics.jsonl", "c.pt"]
+
+
+# ----------------------------------------------------------------------------- before any work
+
+
+def test_names_too_long_for_the_file_system_are_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: pytest.fail("it trained"))
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    name = "x" * (limit - 10) + ".pt"  # fits; the metrics file beside it does not
+    too_long = (
+        r"the name is too long\. The run writes \w+\.metrics\.jsonl through a temporary file of "
+        rf"\d+ characters, and the file system of .* allows {limit}\. Give a checkpoint name "
+        r"of at most (\d+) characters"
+    )
+    with pytest.raises(ValueError, match=too_long) as info:
+        run(tmp_path / name, config(epochs=1))
+    assert list(tmp_path.iterdir()) == []
+    longest = int(re.search(too_long, str(info.value)).group(1))
+    monkeypatch.undo()
+    run(tmp_path / ("y" * (longest - 3) + ".pt"), config(epochs=1))  # the advice is right
+    with pytest.raises(ValueError, match=too_long):
+        run(tmp_path / ("z" * (longest - 2) + ".pt"), config(epochs=1))
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "train_one_epoch", lambda *a, **k: pytest.fail("it trained"))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    import fcnlib.record
+
+    real = fcnlib.record.check_writable
+
+    def read_only(folder):  # root writes anywhere: stand in for a read-only folder
+        if Path(folder) == locked:
+            raise PermissionError(13, "Permission denied")
+        real(folder)
+
+    monkeypatch.setattr(fcnlib.record, "check_writable", read_only)
+    with pytest.raises(PermissionError, match=r"new/c\.pt: cannot write in .*locked"):
+        run(locked / "new" / "c.pt", config(epochs=1))
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def test_a_run_is_resumed_only_by_as_many_processes_as_trained_it(tmp_path):
+    path = tmp_path / "c.pt"
+    run(path, config(epochs=1))
+    state = load_checkpoint(path)
+    assert state["world_size"] == 1
+    state["world_size"] = 2  # as torchrun --nproc_per_node=2 saves it
+    torch.save(state, path)
+    other = (
+        r"trained by 2 processes \(torchrun\) and this run is one plain process.*Resume it "
+        r"with torchrun --nproc_per_node=2"
+    )
+    with pytest.raises(ValueError, match=other):
+        run(path, config(epochs=2), resume=True)
+    # a checkpoint of an older fcnlib records no number: its epochs' steps must match
+    del state["world_size"]
+    torch.save(state, path)
+    run(path, config(epochs=2), resume=True)  # 3 steps per epoch then and now
+    state = load_checkpoint(path)
+    del state["world_size"]
+    for record in state["history"]:
+        record["steps"] = 2  # 24 images on 2 processes, batch 8
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"its epochs took 2 steps and this run's would take 3"):
+        run(path, config(epochs=3), resume=True)

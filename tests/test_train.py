@@ -2,6 +2,11 @@
 
 import math
 import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -410,6 +415,76 @@ def test_atomic_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(path, model=model, epoch=2, step=12, config=tiny_config(), history=[])
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["ckpt.pt"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_saved_files_get_the_mode_a_plain_open_gives(tmp_path, umask, mode):
+    from fcnlib.checkpoint import write_metrics
+
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "c.pt", model=TinyFCN(), epoch=1, step=6, config=tiny_config(),
+                        history=[])  # fmt: skip
+        write_metrics(tmp_path / "c.metrics.jsonl", [{"epoch": 1}])
+    finally:
+        os.umask(old)
+    for name in ("c.pt", "c.metrics.jsonl"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name  # was 0o600
+
+
+def test_a_full_disk_mid_save_names_the_file_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    model, path = TinyFCN(), tmp_path / "ckpt.pt"
+    save_checkpoint(path, model=model, epoch=1, step=6, config=tiny_config(), history=[])
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):  # what torch.save raises when a write fails
+        f.write(b"PK\x03\x04 half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    message = (
+        rf"could not write {re.escape(str(path))} \(RuntimeError: \[enforce fail at "
+        rf"inline_container.*so {re.escape(str(path))} still holds its previous version\. A full "
+        r"disk is the usual cause: free space on the disk of .*, then try again"
+    )
+    with pytest.raises(OSError, match=message):
+        save_checkpoint(path, model=model, epoch=2, step=12, config=tiny_config(), history=[])
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ckpt.pt"]
+    with pytest.raises(OSError, match=r"new\.pt \(RuntimeError: .* so .*new\.pt was not created"):
+        save_checkpoint(tmp_path / "new.pt", model=model, epoch=1, step=6, config=tiny_config(),
+                        history=[])  # fmt: skip
+
+
+def test_a_file_size_limit_mid_save_is_an_os_error_naming_the_file(tmp_path):
+    pytest.importorskip("resource")  # POSIX: a file size limit (ulimit -f)
+    script = """
+import resource, signal, sys
+import torch
+from torch import nn
+from fcnlib.train import recipe, save_checkpoint
+
+path = sys.argv[1]
+save_checkpoint(path, model=nn.Linear(2, 2), epoch=1, step=1, config=recipe("fast"), history=[])
+before = open(path, "rb").read()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel stops the process at the limit
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+try:
+    save_checkpoint(path, model=nn.Linear(512, 512), epoch=2, step=2, config=recipe("fast"),
+                    history=[])
+except OSError as e:
+    assert open(path, "rb").read() == before, "the previous checkpoint changed"
+    print(e)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    path = tmp_path / "c.pt"
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"could not write {path} (" in done.stdout
+    assert "still holds its previous version" in done.stdout
+    assert "The file size limit was reached: raise it (ulimit -f)" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left
 
 
 def test_checkpoint_loads_weights_only_and_errors_are_clear(tmp_path):

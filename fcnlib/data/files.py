@@ -15,7 +15,6 @@ cannot be written to.
 from __future__ import annotations
 
 import errno
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from fcnlib._io import check_writable
 from fcnlib.config import data_dir
 from fcnlib.data.labels import IGNORE_INDEX
 from fcnlib.data.transforms import PairTransform, as_tv_tensors
@@ -112,8 +112,7 @@ def writable_dir(path: Path, what: str) -> Path:
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        check_writable(path)
     except OSError as e:
         denied = e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
         raise (PermissionError if denied else OSError)(

@@ -140,7 +140,8 @@ def _unloadable(path: Path, err: Exception) -> str:
         )
     return (
         f"{path} is corrupt or not an fcnlib checkpoint (a truncated write?); {found}. "
-        "Delete it (or call fit with resume=False) to start over, or load another file."
+        "Load another file, or delete it (with the rest of its run's record, see "
+        "fcnlib.record) to train there again."
     )
 
 
@@ -169,8 +170,9 @@ def load_checkpoint(
         raise FileNotFoundError(f"no checkpoint at {path.resolve()}; check the path")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError:
-        raise  # unreadable as a file (permissions, ...): the OS's own message names the path
+    except PermissionError:
+        raise  # unreadable as a file: the OS's own message names the path
+    # torch's zip reader fails on a truncated file with a bare OSError (errno 22, no path)
     # A text file fails with KeyError: 101, other files with anything: all mean 'not this file'.
     except Exception as err:
         raise RuntimeError(_unloadable(path, err)) from err

@@ -503,8 +503,23 @@ def _train(args: argparse.Namespace) -> None:
         # the process that writes the record holds its lock from before it reads the record
         with hold_record(args.checkpoint) if is_main_process() else contextlib.nullcontext():
             _train_here(args)
+    except RuntimeError as e:
+        if is_main_process() or not _lost_a_peer(e):
+            raise
+        # rank 0 failed (a full disk, say) and its connection closed: its error says why
+        raise SystemExit(
+            f"process {torch.distributed.get_rank()} of {torch.distributed.get_world_size()} "
+            "stopped because another process of this run failed: see process 0's error"
+        ) from None
     finally:
         cleanup()
+
+
+def _lost_a_peer(err: RuntimeError) -> bool:
+    """Whether ``err`` is a torch.distributed collective that failed as a peer went away."""
+    text = str(err)
+    gone = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+    return isinstance(err, torch.distributed.DistError) or any(g in text for g in gone)
 
 
 # What each refused TrainConfig field is set by on the command line.

@@ -142,3 +142,21 @@ def test_a_user_mistake_prints_no_traceback_in_a_real_process(tmp_path):
     assert run.returncode == 1
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "no checkpoint at" in run.stderr
+
+
+def test_a_process_whose_peer_failed_says_so_under_torchrun(tmp_path, monkeypatch):
+    # rank 0 fails (a full disk, say); the others lose its connection in a collective
+    import fcnlib.distributed
+
+    def lost(args):
+        raise torch.distributed.DistBackendError("[../gloo/transport] Connection closed by peer")
+
+    monkeypatch.setattr(cli, "_train_here", lost)
+    monkeypatch.setattr(fcnlib.distributed, "is_main_process", lambda: False)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    line = _error(["train", "--checkpoint", str(tmp_path / "c.pt"), *TINY])
+    assert "process 1 of 2 stopped because another process of this run failed" in line
+    monkeypatch.setattr(fcnlib.distributed, "is_main_process", lambda: True)
+    line = _error(["train", "--checkpoint", str(tmp_path / "c.pt"), *TINY])
+    assert "Connection closed by peer" in line  # rank 0 itself: reported as it is

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fcnlib.data.labels import check_ignore_index
+
 __all__ = [
     "classify_pixels",
     "patch_windows",
@@ -86,6 +88,7 @@ def sample_patches(
             f"labels {tuple(labels.shape)} do not match images {tuple(images.shape)}: "
             "expected (N, H, W) for images (N, 3, H, W)"
         )
+    ignore_index = check_ignore_index(ignore_index)
     weights = torch.where(labels == 0, 1.0, float(object_weight))
     weights = weights.masked_fill(labels == ignore_index, 0.0)
     if weights.sum() <= 0:

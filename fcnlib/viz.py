@@ -20,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fcnlib.data.labels import VOID_COLOR, voc_palette  # voc_palette: also part of this API
+from fcnlib.data.labels import (  # voc_palette: also part of this API
+    VOID_COLOR,
+    check_ignore_index,
+    voc_palette,
+)
 from fcnlib.modes import eval_mode
 
 if TYPE_CHECKING:
@@ -72,6 +76,7 @@ def colorize(
     pal = voc_palette() if palette is None else torch.as_tensor(palette, dtype=torch.uint8)
     pal = pal.reshape(-1, 3)
     n = len(pal)
+    ignore_index = check_ignore_index(ignore_index, none_ok=True)
     void = torch.zeros_like(label, dtype=torch.bool)
     if ignore_index is not None:
         void = label == ignore_index
@@ -115,6 +120,7 @@ def overlay(
             f"need image (3, H, W) and label (H, W) of one size, got {tuple(image.shape)} "
             f"and {tuple(label.shape)}"
         )
+    ignore_index = check_ignore_index(ignore_index, none_ok=True)
     colour = colorize(label, ignore_index=ignore_index).to(image.device).float() / 255
     obj = label != 0
     if ignore_index is not None:

@@ -66,6 +66,8 @@ def test_sampled_targets_are_centre_labels_and_skip_void():
     assert patches.shape == (500, 3, 5, 5)
     assert (targets != 255).all()
     assert torch.equal(patches[:, 0, 2, 2].long(), targets)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        sample_patches(images, labels, 5, size=5, generator=g, ignore_index=255.0)
 
 
 def test_object_weight_shifts_sampling():

@@ -95,6 +95,12 @@ def test_colorize_custom_palette_and_ignore():
     rgb = colorize(torch.tensor([[0, 1, -1]]), palette=palette, ignore_index=-1)
     assert rgb[:, 0, 1].tolist() == [40, 50, 60]
     assert rgb[:, 0, 2].tolist() == [224, 224, 192]  # void colour even for a custom palette
+    label = torch.tensor([[0, 1, 255]])
+    for wrong in (True, 255.0, 3.5):  # True would paint class 1 as void, a float nothing
+        with pytest.raises(TypeError, match="ignore_index must be an int"):
+            colorize(label, ignore_index=wrong)
+        with pytest.raises(TypeError, match="ignore_index must be an int"):
+            overlay(torch.rand(3, 1, 3), label[0].unsqueeze(0), ignore_index=wrong)
 
 
 def test_colorize_errors():

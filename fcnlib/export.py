@@ -1,8 +1,13 @@
-"""Export to ONNX: a trained FCN as a file that runs without PyTorch, in a browser too.
+"""Export to ONNX: trained FCNs as files that run without PyTorch, in a browser too.
 
 :func:`export_onnx` writes one net as an ONNX model that takes images of any batch size and any
-height and width, as the net itself does. The book runs such files in the reader's browser with
-onnxruntime-web (``book/_static/live/``).
+height and width, as the net itself does. :func:`write_live_assets` writes what a page of the
+book needs to run the lab's nets in the reader's browser with onnxruntime-web
+(``book/_static/live/``): the models, a bank of lab scenes with their ground truth, each net's
+labels on them as PyTorch computes them (for the page to compare with its own), the class names
+and colours. A page opened from disk (``file://``) may not ``fetch()`` files beside it, but it
+may load scripts: :func:`write_files_script` wraps a file's bytes in one
+(``<script src="fcn8s.onnx.js">``), and the bank comes in both forms.
 
 onnx and onnxruntime are imported inside the functions that need them: importing this module
 loads neither.
@@ -17,22 +22,37 @@ fcn8s.onnx 3.3 MB
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import io
+import json
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fcnlib._io import atomic_write
+from fcnlib._io import atomic_write, atomic_write_text
+from fcnlib.data.labels import IGNORE_INDEX, save_label_png, voc_palette
+from fcnlib.data.shapes import CLASSES, ShapesDataset
 from fcnlib.modes import eval_mode
 
 if TYPE_CHECKING:
     from fcnlib.models import FCN
 
-__all__ = ["CHECK_SIZES", "INPUT_NAME", "OUTPUT_NAME", "export_onnx"]
+__all__ = [
+    "BANK_FORMAT",
+    "CHECK_SIZES",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "export_onnx",
+    "write_files_script",
+    "write_live_assets",
+]
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"  # the graph's input and output, by name
 # Traced at the first; checked at all three: a non-square size, odd sizes that no stride
@@ -172,3 +192,184 @@ def export_onnx(
     if check:
         _check_sizes(model, onnx_bytes, CHECK_SIZES)
     return atomic_write(lambda f: f.write(onnx_bytes), Path(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# The live pages' assets
+# ----------------------------------------------------------------------------------------------
+
+BANK_FORMAT = "fcnlib-live-bank/1"  # bank.json's "format": a page checks it before reading on
+# The global that the scripts of write_files_script fill: file name -> its bytes, gzip, base64.
+_FILES_GLOBAL = "fcnLiveFiles"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def write_files_script(path: str | os.PathLike, files: Mapping[str, bytes]) -> Path:
+    """Write a JavaScript file that, loaded with ``<script src=...>``, puts each of ``files``
+    in the page as ``self.fcnLiveFiles[name]``: the bytes gzip-compressed, then base64.
+
+    A page opened from disk (``file://``) may load scripts beside it but not ``fetch()``
+    files: this is how it gets a model, a scene or onnxruntime's WebAssembly. The page
+    decodes with ``atob`` and ``DecompressionStream("gzip")`` (``book/_static/live/segment.js``).
+    Base64 adds a third to the compressed size. Names are file names (letters, digits,
+    ``_ . -``, and ``/`` between folders).
+    """
+    lines = [
+        "// Files for a page opened from disk, where fetch() may not read them: each one's",
+        "// bytes, gzip-compressed, then base64. Written by fcnlib.export.write_files_script.",
+        f"self.{_FILES_GLOBAL} = self.{_FILES_GLOBAL} || {{}};",
+    ]
+    for name, data in files.items():
+        if not all(_NAME.fullmatch(part) for part in name.split("/")):
+            raise ValueError(
+                f"{name!r} is not a file name a page can ask for: use letters, digits, '_', '.', "
+                "'-', and '/' between folders"
+            )
+        packed = base64.b64encode(gzip.compress(bytes(data), mtime=0)).decode("ascii")
+        lines.append(f'self.{_FILES_GLOBAL}["{name}"] = "{packed}";')
+    return atomic_write_text("\n".join(lines) + "\n", path)
+
+
+def _check_nets(models: Mapping[str, torch.nn.Module]) -> None:
+    if not models:
+        raise ValueError("write_live_assets needs at least one net, e.g. {'FCN-8s': net}")
+    for name, net in models.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"net name {name!r} names its files: use letters, digits, '_', '.', '-' "
+                "(e.g. 'FCN-8s')"
+            )
+        n_classes, channels = getattr(net, "n_classes", None), getattr(net, "in_channels", None)
+        if n_classes != len(CLASSES) or channels != 3:
+            raise ValueError(
+                f"the bank's scenes are the lab bench's: RGB, {len(CLASSES)} classes "
+                f"({', '.join(CLASSES)}); net {name!r} takes {channels} channels and scores "
+                f"{n_classes} classes. Build it with fcn('tiny_vgg', n_classes=len(CLASSES))"
+            )
+
+
+def _quantized_scenes(split: str, size: int, scenes: int, seed: int) -> tuple:
+    """The bank's scenes as the page sees them: 8-bit RGB (what a PNG holds), and the same
+    as float ``(N, 3, H, W)`` in [0, 1], with their ground truth ``(N, H, W)``."""
+    images, truth = ShapesDataset(split, size=size, length=scenes, seed=seed).materialize()
+    rgb8 = (images * 255).round().clamp(0, 255).to(torch.uint8)  # (N, 3, H, W)
+    return rgb8, rgb8.float() / 255, truth
+
+
+def _predict(net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    device = next(net.parameters()).device
+    with eval_mode(net), torch.no_grad():
+        return torch.cat([net(b.to(device)).argmax(1).cpu() for b in images.split(8)])
+
+
+def _fallback_figure(image: torch.Tensor, maps: dict[str, torch.Tensor]) -> Any:
+    """One row, PNG: the scene, then each label map in the lab's colours, names underneath.
+    What a page shows where the nets cannot run (no WebAssembly). A PIL image."""
+    from PIL import Image, ImageDraw
+
+    palette = voc_palette()  # also colours void (255) as VOC does
+    tiles = [("scene", image.permute(1, 2, 0))] + [(k, palette[v]) for k, v in maps.items()]
+    h, w = image.shape[-2:]
+    gap, caption = 8, 16
+    figure = Image.new("RGB", (len(tiles) * (w + gap) - gap, h + caption), "white")
+    draw = ImageDraw.Draw(figure)
+    for i, (title, tile) in enumerate(tiles):
+        figure.paste(Image.fromarray(tile.numpy()), (i * (w + gap), 0))
+        draw.text((i * (w + gap) + 2, h + 3), title, fill="black")
+    return figure
+
+
+def _write_scenes(
+    folder: Path, rgb8: torch.Tensor, truth: torch.Tensor, labels: dict[str, torch.Tensor]
+) -> list[dict]:
+    """Write each scene's PNGs into ``folder/scenes``; return bank.json's entry for each."""
+    from PIL import Image
+
+    (folder / "scenes").mkdir(parents=True, exist_ok=True)
+    entries = []
+    for k in range(len(rgb8)):
+        entry = {"image": f"scenes/{k:03d}.png", "truth": f"scenes/{k:03d}.truth.png"}
+        entry["labels"] = {name: f"scenes/{k:03d}.{name}.png" for name in labels}
+        Image.fromarray(rgb8[k].permute(1, 2, 0).numpy()).save(folder / entry["image"])
+        maps = {entry["truth"]: truth[k]} | {entry["labels"][n]: v[k] for n, v in labels.items()}
+        for file, label in maps.items():
+            save_label_png(label, folder / file)
+        entries.append(entry)
+    return entries
+
+
+def _net_files(folder: Path, name: str, net: FCN) -> dict[str, Any]:
+    """Write ``NAME.onnx`` and ``NAME.onnx.js``; return bank.json's entry for the net."""
+    model = export_onnx(net, folder / f"{name}.onnx").read_bytes()
+    write_files_script(folder / f"{name}.onnx.js", {f"{name}.onnx": model})
+    return {
+        "name": name,
+        "stride": getattr(net, "stride", None),
+        "model": f"{name}.onnx",
+        "script": f"{name}.onnx.js",
+        "bytes": len(model),
+        "sha256": hashlib.sha256(model).hexdigest(),
+    }
+
+
+def write_live_assets(
+    folder: str | os.PathLike,
+    models: Mapping[str, FCN],
+    *,
+    scenes: int = 32,
+    seed: int = 0,
+    size: int = 128,
+    split: str = "test",
+) -> Path:
+    """Write the files of a live page's scene bank into ``folder``; return ``bank.json``'s path.
+
+    For each net ``NAME`` of ``models`` (e.g. ``{"FCN-32s": net32, "FCN-16s": net16,
+    "FCN-8s": net8}``, lab nets: RGB, the 7 classes of :data:`fcnlib.data.CLASSES`):
+    ``NAME.onnx`` (:func:`export_onnx`) and ``NAME.onnx.js`` (the same bytes as a script,
+    :func:`write_files_script`). For each of ``scenes`` lab scenes (``split``, ``seed``,
+    ``size`` x ``size``), numbered ``k`` = 000, 001, ...: ``scenes/k.png``, the image (8-bit
+    RGB); ``scenes/k.truth.png``, its ground truth; ``scenes/k.NAME.png``, each net's labels
+    computed by PyTorch on the 8-bit image, as the page computes them. Label maps are palette
+    PNGs of class ids (:func:`fcnlib.data.labels.save_label_png`; void 255), shown in VOC's
+    colours as in the chapters' figures. Then:
+
+    - ``bank.json``: ``format`` (:data:`BANK_FORMAT`), ``classes``, ``colors`` (one RGB per
+      class: VOC's palette, as :func:`fcnlib.viz.colorize` draws them), ``void`` (id and
+      colour), the graphs' ``input`` and ``output`` names, ``size``, ``split``, ``seed``,
+      ``nets`` (name, stride, model file, script, size and SHA-256 of the model) and
+      ``scenes`` (each one's image, truth and labels files);
+    - ``bank.js``: bank.json and every PNG above as one script, for a page opened from disk;
+    - ``fallback.png``: scene 0, its ground truth and each net's labels in one row, for a page
+      that cannot run the nets.
+
+    bank.json is written last: a folder with one holds a complete bank. About 3.4 MB per net as
+    ONNX, 4.5 MB as a script, and 60 kB per scene (128 x 128) in PNGs and script.
+    """
+    _check_nets(models)
+    folder = Path(folder)
+    rgb8, images, truth = _quantized_scenes(split, size, scenes, seed)
+    labels = {name: _predict(net, images) for name, net in models.items()}
+    entries = _write_scenes(folder, rgb8, truth, labels)
+    nets = [_net_files(folder, name, net) for name, net in models.items()]
+    first = {"ground truth": truth[0]} | {name: v[0] for name, v in labels.items()}
+    _fallback_figure(rgb8[0], first).save(folder / "fallback.png")
+    palette = voc_palette()
+    bank = {
+        "format": BANK_FORMAT,
+        "classes": list(CLASSES),
+        "colors": palette[: len(CLASSES)].tolist(),
+        "void": {"id": IGNORE_INDEX, "color": palette[IGNORE_INDEX].tolist()},
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "size": [size, size],
+        "split": split,
+        "seed": seed,
+        "nets": nets,
+        "scenes": entries,
+    }
+    text = json.dumps(bank, indent=1)
+    pngs = [e["image"] for e in entries] + [e["truth"] for e in entries]
+    pngs += [file for e in entries for file in e["labels"].values()]
+    scripted = {"bank.json": text.encode()} | {f: (folder / f).read_bytes() for f in pngs}
+    write_files_script(folder / "bank.js", scripted)
+    return atomic_write_text(text + "\n", folder / "bank.json")

@@ -1,4 +1,11 @@
-"""fcnlib.export: the ONNX file computes what the net computes, at any size."""
+"""fcnlib.export: the ONNX file computes what the net computes, at any size; the live pages'
+scene bank holds what it says."""
+
+import base64
+import gzip
+import hashlib
+import json
+import re
 
 import numpy as np
 import onnx
@@ -7,10 +14,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
+from PIL import Image
 
 from fcnlib import models
 from fcnlib.data import CLASSES, ShapesDataset
-from fcnlib.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from fcnlib.export import (
+    BANK_FORMAT,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    export_onnx,
+    write_files_script,
+    write_live_assets,
+)
 from fcnlib.models import fcn
 from fcnlib.train import fit, recipe
 
@@ -136,3 +151,70 @@ def test_export_keeps_the_nets_modes_and_refuses_other_precisions(tmp_path):
     with pytest.raises(ValueError, match="opset"):
         export_onnx(net.float(), tmp_path / "c.onnx", opset=True)
     assert not (tmp_path / "b.onnx").exists()
+
+
+def _scripted(path) -> dict[str, bytes]:
+    """The files a script of write_files_script holds, decoded as the page decodes them."""
+    found = re.findall(r'^self\.fcnLiveFiles\["([^"]+)"\] = "([^"]*)";$', path.read_text(), re.M)
+    return {name: gzip.decompress(base64.b64decode(packed)) for name, packed in found}
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    nets = {"FCN-32s": _untrained(32), "FCN-8s": _untrained(8)}
+    folder = tmp_path_factory.mktemp("live")
+    return folder, write_live_assets(folder, nets, scenes=3, seed=5, size=64), nets
+
+
+def test_the_bank_lists_its_files_and_the_labs_colours(bank):
+    folder, manifest, _ = bank
+    data = json.loads(manifest.read_text())
+    assert data["format"] == BANK_FORMAT and data["classes"] == list(CLASSES)
+    assert data["colors"][:2] == [[0, 0, 0], [128, 0, 0]]  # VOC's, as the figures show them
+    assert data["void"] == {"id": 255, "color": [224, 224, 192]}
+    assert [n["name"] for n in data["nets"]] == ["FCN-32s", "FCN-8s"]
+    assert [n["stride"] for n in data["nets"]] == [32, 8]
+    assert len(data["scenes"]) == 3
+    scene = data["scenes"][2]
+    listed = [scene["image"], scene["truth"], *scene["labels"].values()]
+    assert listed == [f"scenes/002.{s}png" for s in ("", "truth.", "FCN-32s.", "FCN-8s.")]
+    assert all((folder / file).is_file() for file in listed)
+    for net in data["nets"]:
+        model = (folder / net["model"]).read_bytes()
+        assert net["sha256"] == hashlib.sha256(model).hexdigest()
+        assert _scripted(folder / net["script"]) == {net["model"]: model}
+    assert (folder / "fallback.png").is_file()
+
+
+def test_the_banks_labels_are_pytorchs_on_the_8_bit_scenes(bank):
+    folder, manifest, nets = bank
+    data = json.loads(manifest.read_text())
+    truth = ShapesDataset("test", size=64, length=3, seed=5).materialize()[1]
+    for k, scene in enumerate(data["scenes"]):
+        rgb8 = np.array(Image.open(folder / scene["image"]))  # (H, W, 3) uint8
+        image = torch.from_numpy(rgb8).permute(2, 0, 1).float().div(255).unsqueeze(0)
+        assert np.array_equal(np.array(Image.open(folder / scene["truth"])), truth[k].numpy())
+        for name, file in scene["labels"].items():
+            with torch.no_grad():
+                expected = nets[name](image).argmax(1)[0].numpy()
+            assert np.array_equal(np.array(Image.open(folder / file)), expected)
+
+
+def test_the_bank_script_holds_bank_json_and_every_png(bank):
+    folder, manifest, _ = bank
+    files = _scripted(folder / "bank.js")
+    assert files.pop("bank.json") == manifest.read_bytes().rstrip(b"\n")
+    assert len(files) == 3 * 4
+    assert all(data == (folder / name).read_bytes() for name, data in files.items())
+
+
+def test_bank_and_script_names_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="at least one net"):
+        write_live_assets(tmp_path, {})
+    with pytest.raises(ValueError, match="names its files"):
+        write_live_assets(tmp_path, {"FCN 8s": _untrained(8)})
+    with pytest.raises(ValueError, match=r"RGB, 7 classes.*takes 3 channels and scores 4"):
+        write_live_assets(tmp_path, {"FCN-8s": fcn("tiny_vgg", n_classes=4, stride=8)})
+    with pytest.raises(ValueError, match="not a file name"):
+        write_files_script(tmp_path / "x.js", {"../x.onnx": b""})
+    assert not list(tmp_path.iterdir())

@@ -15,7 +15,8 @@
 //                      nets: {name: {labels: [ids], ms, same}}}: labels row by row (void
 //                      255), ms the run's time, same the share of pixels labelled as
 //                      PyTorch labels them (the bank's scenes/k.NAME.png)
-//   show(k)            runs them and draws the results in the page
+//   show(k)            runs them and draws the results in the page (scene 0 once loaded)
+//   times              {name: [ms of each run, in order]}: the first includes warming up
 "use strict";
 
 (() => {
@@ -137,6 +138,7 @@
 
   // One run at a time: a WebAssembly session does not take a second run while one is going.
   let queue = Promise.resolve();
+  const times = {}; // net name -> the time of each of its runs, in order (ms)
   function serially(task) {
     const done = queue.then(task);
     queue = done.catch(() => {});
@@ -156,6 +158,7 @@
       const begin = performance.now();
       const output = await session.run({ [bank.input]: input });
       const ms = performance.now() - begin;
+      (times[name] = times[name] || []).push(ms);
       const labels = argmax(output[bank.output].data, bank.classes.length, n);
       const torch = ids(await pngPixels(scene.labels[name]), scene.labels[name]);
       const same = labels.reduce((count, id, i) => count + (id === torch[i]), 0) / n;
@@ -269,6 +272,7 @@
       return { ...result, truth: plain(truth) };
     },
     show,
+    times,
   };
   button.addEventListener("click", () => {
     button.disabled = true;
@@ -283,7 +287,8 @@
     .then(() => show(0))
     .then(() => {
       button.disabled = false;
-      status.textContent = "Times are for one run of each net in this browser, on one thread.";
+      status.textContent = "Times are for one run of each net in this browser, on one " +
+        "thread; a net's first run also warms it up.";
     })
     .catch((error) => {
       console.error(error);

@@ -12,9 +12,12 @@ import functools
 import gzip
 import hashlib
 import http.server
+import importlib.util
+import io
 import json
 import re
 import shutil
+import tarfile
 import threading
 from pathlib import Path
 
@@ -55,6 +58,41 @@ def test_the_vendored_webassembly_is_the_one_the_readme_names():
 def test_the_page_and_its_runtime_stay_small():
     files = [f for f in LIVE.rglob("*") if f.is_file() and "models" not in f.parts]
     assert sum(f.stat().st_size for f in files) <= BUDGET
+
+
+def _vendor_ort():
+    spec = importlib.util.spec_from_file_location("vendor_ort", ROOT / "book" / "vendor_ort.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _package(path: Path, files: dict[str, bytes]) -> Path:
+    """An npm package (.tgz) holding ``files`` under package/."""
+    with tarfile.open(path, "w:gz") as tgz:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            tgz.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_vendor_ort_writes_the_backend_and_refuses_a_package_without_it(tmp_path):
+    vendor = _vendor_ort()
+    files = {
+        "package.json": b'{"name": "onnxruntime-web", "version": "1.18.9"}',
+        "dist/ort.wasm-core.min.js": b"var ort = {};",
+        "dist/ort-wasm-simd.wasm": b"\0asm" + bytes(range(256)),
+    }
+    recorded = vendor.vendor(_package(tmp_path / "ort.tgz", files), tmp_path / "out")
+    assert recorded["package"] == "onnxruntime-web@1.18.9"
+    assert (tmp_path / "out" / "ort.wasm-core.min.js").read_bytes() == b"var ort = {};"
+    wasm = files["dist/ort-wasm-simd.wasm"]
+    assert _scripted(tmp_path / "out" / "ort-wasm-simd.wasm.js") == {"ort-wasm-simd.wasm": wasm}
+    assert recorded["sha256 ort-wasm-simd.wasm"] == hashlib.sha256(wasm).hexdigest()
+    del files["dist/ort-wasm-simd.wasm"]  # as from 1.19 on: only the threaded build
+    with pytest.raises(SystemExit, match=r"no package/dist/ort-wasm-simd\.wasm.*1\.18"):
+        vendor.vendor(_package(tmp_path / "new.tgz", files), tmp_path / "out2")
 
 
 def _missing() -> list[str]:

@@ -26,6 +26,7 @@ Training and evaluation (4.3, 5)
 - :mod:`fcnlib.distributed`     torchrun / DistributedDataParallel helpers
 - :mod:`fcnlib.metrics`         confusion matrix and the paper's four metrics
 - :mod:`fcnlib.infer`           labels for images of any size, in batches
+- :mod:`fcnlib.export`          ONNX files of the nets, and the scene bank of the book's live pages
 Around them
 - :mod:`fcnlib.viz`             overlays and figures drawn from the nets themselves
 - :mod:`fcnlib.config`          device, seeding, the two scales (lab bench / full)
@@ -53,6 +54,7 @@ _SUBMODULES = frozenset(
         "config",
         "data",
         "distributed",
+        "export",
         "infer",
         "loss",
         "metrics",

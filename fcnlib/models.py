@@ -417,10 +417,14 @@ def _channels_after(stages: list[nn.Sequential]) -> int:
 
 def _fuse(up: torch.Tensor, skip: torch.Tensor, offset: int) -> torch.Tensor:
     """``up + skip`` in up's frame: skip cut at ``offset`` (or, if negative, zero-padded in
-    front), then both cut at the end to their overlap. The result keeps up's origin."""
+    front), then both cut at the end to their overlap. The result keeps up's origin.
+
+    Each map is cut to the other's size (a slice past the end stops at the end), not to a
+    ``min`` of the two: a traced graph (:func:`fcnlib.export.export_onnx`) then keeps the cut
+    as a computation on the input's size rather than the number it had on the example input.
+    """
     skip = skip[..., offset:, offset:] if offset >= 0 else F.pad(skip, (-offset, 0, -offset, 0))
-    h, w = min(up.shape[-2], skip.shape[-2]), min(up.shape[-1], skip.shape[-1])
-    return up[..., :h, :w] + skip[..., :h, :w]
+    return up[..., : skip.shape[-2], : skip.shape[-1]] + skip[..., : up.shape[-2], : up.shape[-1]]
 
 
 def _crop(t: torch.Tensor, offset: int, h: int, w: int) -> torch.Tensor:

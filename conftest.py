@@ -61,3 +61,25 @@ def pytest_runtest_call(item):
                 "columns (fcnlib.metrics.scores_table), or tag the cell full-width (104)."
             )
     return result
+
+
+@pytest.fixture(scope="session")
+def scored_lab_net():
+    """A factory of lab FCNs (tiny_vgg, the lab's classes) whose score layers are random rather
+    than zero, so that every skip counts: ``scored_lab_net(stride)``, seeded by the stride."""
+
+    def build(stride: int):
+        import torch
+
+        from fcnlib.data import CLASSES
+        from fcnlib.models import fcn
+
+        torch.manual_seed(stride)
+        net = fcn("tiny_vgg", n_classes=len(CLASSES), stride=stride, pretrained=True).eval()
+        with torch.no_grad():
+            for name, layer in net.named_children():
+                if name.startswith("score_"):
+                    layer.weight.normal_(0, 0.05)
+        return net
+
+    return build

@@ -57,17 +57,6 @@ def files(nets, tmp_path_factory) -> dict[int, bytes]:
     return {s: export_onnx(net, folder / f"fcn{s}s.onnx").read_bytes() for s, net in nets.items()}
 
 
-def _untrained(stride: int) -> models.FCN:
-    """A lab net whose score layers are random rather than zero, so that every skip counts."""
-    torch.manual_seed(stride)
-    net = fcn("tiny_vgg", n_classes=len(CLASSES), stride=stride, pretrained=True).eval()
-    with torch.no_grad():
-        for name, layer in net.named_children():
-            if name.startswith("score_"):
-                layer.weight.normal_(0, 0.05)
-    return net
-
-
 def _session(onnx_bytes: bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -113,8 +102,8 @@ def test_the_comparison_sees_a_perturbed_model(nets, files):
     assert differ > 0  # a large one in the labels
 
 
-def test_the_file_takes_any_size_and_batch(tmp_path):
-    net = _untrained(8)
+def test_the_file_takes_any_size_and_batch(tmp_path, scored_lab_net):
+    net = scored_lab_net(8)
     session = _session(export_onnx(net, tmp_path / "fcn8s.onnx").read_bytes())
     for n, h, w in [(1, 1, 1), (3, 33, 65), (2, 250, 31)]:
         x = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(h))
@@ -132,12 +121,12 @@ def _min_fuse(up, skip, offset):
     return up[..., :h, :w] + skip[..., :h, :w]
 
 
-def test_a_graph_fixed_at_the_traced_size_is_refused(tmp_path, monkeypatch):
+def test_a_graph_fixed_at_the_traced_size_is_refused(tmp_path, monkeypatch, scored_lab_net):
     monkeypatch.setattr(models, "_fuse", _min_fuse)
     path = tmp_path / "fcn8s.onnx"
     path.write_bytes(b"before")
     with pytest.raises(RuntimeError, match=r"37 x 50.*no file was written"):
-        export_onnx(_untrained(8), path)
+        export_onnx(scored_lab_net(8), path)
     assert path.read_bytes() == b"before"
 
 
@@ -160,8 +149,8 @@ def _scripted(path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def bank(tmp_path_factory):
-    nets = {"FCN-32s": _untrained(32), "FCN-8s": _untrained(8)}
+def bank(tmp_path_factory, scored_lab_net):
+    nets = {"FCN-32s": scored_lab_net(32), "FCN-8s": scored_lab_net(8)}
     folder = tmp_path_factory.mktemp("live")
     return folder, write_live_assets(folder, nets, scenes=3, seed=5, size=64), nets
 
@@ -208,11 +197,11 @@ def test_the_bank_script_holds_bank_json_and_every_png(bank):
     assert all(data == (folder / name).read_bytes() for name, data in files.items())
 
 
-def test_bank_and_script_names_are_checked(tmp_path):
+def test_bank_and_script_names_are_checked(tmp_path, scored_lab_net):
     with pytest.raises(ValueError, match="at least one net"):
         write_live_assets(tmp_path, {})
     with pytest.raises(ValueError, match="names its files"):
-        write_live_assets(tmp_path, {"FCN 8s": _untrained(8)})
+        write_live_assets(tmp_path, {"FCN 8s": scored_lab_net(8)})
     with pytest.raises(ValueError, match=r"RGB, 7 classes.*takes 3 channels and scores 4"):
         write_live_assets(tmp_path, {"FCN-8s": fcn("tiny_vgg", n_classes=4, stride=8)})
     with pytest.raises(ValueError, match="not a file name"):

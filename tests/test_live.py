@@ -23,12 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fcnlib.data import CLASSES
 from fcnlib.export import write_live_assets
-from fcnlib.models import fcn
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE = ROOT / "book" / "_static" / "live"
@@ -111,25 +108,14 @@ browser = pytest.mark.skipif(
 )
 
 
-def _net(stride: int):
-    """A lab net with random score layers (rather than zero): every skip counts."""
-    torch.manual_seed(stride)
-    net = fcn("tiny_vgg", n_classes=len(CLASSES), stride=stride, pretrained=True).eval()
-    with torch.no_grad():
-        for name, layer in net.named_children():
-            if name.startswith("score_"):
-                layer.weight.normal_(0, 0.05)
-    return net
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, scored_lab_net) -> Path:
     """A copy of the page and its runtime, with a scene bank of three nets in models/."""
     folder = tmp_path_factory.mktemp("live")
     for file in ("segment.html", "segment.js", "segment.css"):
         shutil.copy(LIVE / file, folder)
     shutil.copytree(LIVE / "ort", folder / "ort")
-    nets = {f"FCN-{s}s": _net(s) for s in (32, 16, 8)}
+    nets = {f"FCN-{s}s": scored_lab_net(s) for s in (32, 16, 8)}
     write_live_assets(folder / "models", nets, scenes=max(SCENES) + 1, seed=0)
     return folder
 

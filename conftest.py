@@ -83,3 +83,19 @@ def scored_lab_net():
         return net
 
     return build
+
+
+@pytest.fixture(scope="session")
+def driver():
+    """Headless Chromium (tests/_browser.py), one for the whole run; skipped without it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "tests"))
+    import _browser
+
+    if _browser.missing():
+        pytest.skip(f"needs headless Chromium: {', '.join(_browser.missing())} not found")
+    chrome = _browser.chrome()
+    yield chrome
+    chrome.quit()

@@ -31,6 +31,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from copy import deepcopy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,10 @@ __all__ = [
     "CHECK_SIZES",
     "INPUT_NAME",
     "OUTPUT_NAME",
+    "browser_net",
     "export_onnx",
+    "fusion_stages",
+    "onnx_bytes",
     "write_files_script",
     "write_live_assets",
 ]
@@ -83,7 +87,34 @@ def _check_float32(model: torch.nn.Module) -> None:
         )
 
 
-def _trace(model: FCN, *, opset: int) -> bytes:
+class _WithStages(torch.nn.Module):
+    """``net``'s logits, then the intermediate maps ``names`` of :meth:`FCN.score_maps`."""
+
+    def __init__(self, net: FCN, names: Sequence[str]) -> None:
+        super().__init__()
+        self.net, self.names = net, tuple(names)
+        self.in_channels = net.in_channels
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = self.net.score_maps(x)
+        return (maps["score"], *(maps[name] for name in self.names))
+
+
+def fusion_stages(net: FCN) -> list[str]:
+    """The names of ``net``'s class-score maps between its last layer and its final
+    upsampling, coarse to fine, as :meth:`FCN.score_maps` names them: ``score_fr``, then for
+    each skip the 2x upsampled scores, the skip's own scores and their sum (FCN-8s:
+    ``score_fr, upscore2, score_pool4, fuse_pool4, upscore_pool4, score_pool3, fuse_pool3``)."""
+    from fcnlib.models import _POOL_NAME
+
+    names = ["score_fr"]
+    for s in net.skip_strides:
+        pool = _POOL_NAME[s]
+        names += [net._up_name(s), f"score_{pool}", f"fuse_{pool}"]
+    return names
+
+
+def _trace(model: torch.nn.Module, *, opset: int, outputs: Sequence[str]) -> bytes:
     """The ONNX bytes of ``model`` traced on a zero image of ``CHECK_SIZES[0]``."""
     _require("onnx", "export_onnx")
     device = next(model.parameters()).device
@@ -101,27 +132,68 @@ def _trace(model: FCN, *, opset: int) -> bytes:
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: dynamic},
+            output_names=list(outputs),
+            dynamic_axes={INPUT_NAME: dynamic} | {name: dynamic for name in outputs},
         )
     return buffer.getvalue()
 
 
-def _check_sizes(model: FCN, onnx_bytes: bytes, sizes: Sequence[tuple[int, int]]) -> None:
-    """Raise RuntimeError unless onnxruntime's logits match the net's at each size."""
+def _half_weights(onnx_bytes: bytes, *, required: bool) -> bytes:
+    """Store each float32 weight that float16 holds exactly as float16, cast back to float32
+    at the start of the graph: half the bytes, the same arithmetic. ``required``: raise if a
+    large weight is not exactly a float16 (round the net first: :func:`browser_net`)."""
+    onnx = _require("onnx", "export_onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph_model = onnx.load_from_string(onnx_bytes)
+    graph = graph_model.graph
+    kept, casts = [], []
+    for init in graph.initializer:
+        values = numpy_helper.to_array(init) if init.data_type == TensorProto.FLOAT else None
+        if values is None or values.size < 16:  # scalars and shapes stay as they are
+            kept.append(init)
+            continue
+        half = values.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), values):
+            if required:
+                raise ValueError(
+                    f"weight {init.name!r} is not exactly a float16: export browser_net(net), "
+                    "whose weights are rounded to float16, or export with half=False"
+                )
+            kept.append(init)
+            continue
+        kept.append(numpy_helper.from_array(half, f"{init.name}.f16"))
+        casts.append(
+            helper.make_node("Cast", [f"{init.name}.f16"], [init.name], to=TensorProto.FLOAT)
+        )
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return graph_model.SerializeToString()
+
+
+def _check_sizes(
+    model: torch.nn.Module, onnx_bytes: bytes, sizes: Sequence[tuple[int, int]]
+) -> None:
+    """Raise RuntimeError unless onnxruntime's outputs match the net's at each size."""
     ort = _require("onnxruntime", "export_onnx's check of the file it writes")
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # small inputs: threads would only wait on each other
     options.log_severity_level = 4  # a failing run is reported below, not also in the log
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
     g = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     for h, w in sizes:
         x = torch.rand(2, model.in_channels, h, w, generator=g)
         with eval_mode(model), torch.no_grad():
-            expected = model(x.to(device)).cpu().numpy()
+            out = model(x.to(device))
+        expected = [t.cpu().numpy() for t in (out if isinstance(out, tuple) else [out])]
         try:
-            got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+            got = session.run(names, {INPUT_NAME: x.numpy()})
         except Exception as err:  # onnxruntime's own classes (Fail, InvalidArgument, ...)
             reason = " ".join(str(err).split())  # one line
             raise RuntimeError(
@@ -129,19 +201,46 @@ def _check_sizes(model: FCN, onnx_bytes: bytes, sizes: Sequence[tuple[int, int]]
                 "that depends on the input as a constant (a decision taken in Python in "
                 "forward); no file was written"
             ) from err
-        if got.shape != expected.shape:
-            raise RuntimeError(
-                f"the ONNX graph gives logits of shape {got.shape} for images of {h} x {w}, the "
-                f"net {expected.shape}: the trace kept a size that depends on the input as a "
-                "constant (a decision taken in Python in forward); no file was written"
-            )
-        diff = float(abs(got - expected).max())
-        if not diff <= _TOLERANCE:  # not <=: also catches nan
-            raise RuntimeError(
-                f"the ONNX graph's logits differ from the net's by up to {diff:.3g} (allowed "
-                f"{_TOLERANCE:g}) on images of {h} x {w}: the trace kept a value that depends "
-                "on the input as a constant, or an operator differs; no file was written"
-            )
+        for name, out, ref in zip(names, got, expected, strict=True):
+            if out.shape != ref.shape:
+                raise RuntimeError(
+                    f"the ONNX graph gives {name} of shape {out.shape} for images of {h} x {w}, "
+                    f"the net {ref.shape}: the trace kept a size that depends on the input as a "
+                    "constant (a decision taken in Python in forward); no file was written"
+                )
+            diff = float(abs(out - ref).max())
+            if not diff <= _TOLERANCE:  # not <=: also catches nan
+                raise RuntimeError(
+                    f"the ONNX graph's {name} differ from the net's by up to {diff:.3g} (allowed "
+                    f"{_TOLERANCE:g}) on images of {h} x {w}: the trace kept a value that "
+                    "depends on the input as a constant, or an operator differs; no file was "
+                    "written"
+                )
+
+
+def onnx_bytes(
+    model: FCN,
+    *,
+    opset: int = 17,
+    check: bool = True,
+    stages: bool = False,
+    half: bool = False,
+) -> bytes:
+    """The bytes :func:`export_onnx` writes (see there for the arguments)."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 9:
+        raise ValueError(f"opset must be an int >= 9 (FCN's ops need 9 at least), got {opset!r}")
+    _check_float32(model)
+    traced: torch.nn.Module = model
+    outputs = [OUTPUT_NAME]
+    if stages:
+        traced = _WithStages(model, fusion_stages(model))
+        outputs += traced.names
+    data = _trace(traced, opset=opset, outputs=outputs)
+    if half:
+        data = _half_weights(data, required=True)
+    if check:
+        _check_sizes(traced, data, CHECK_SIZES)
+    return data
 
 
 def export_onnx(
@@ -150,6 +249,8 @@ def export_onnx(
     *,
     opset: int = 17,
     check: bool = True,
+    stages: bool = False,
+    half: bool = False,
 ) -> Path:
     """Write ``model`` to ``path`` as an ONNX model with dynamic batch size, height and width.
 
@@ -157,12 +258,20 @@ def export_onnx(
     net takes it (its normalisation is inside the graph); its output ``"logits"`` is float32
     ``(N, n_classes, H, W)``. Any ``H, W >= 1`` works, as for the net: the lab nets
     (``align="same"``) pad every layer, so no size is too small or indivisible by the stride.
-    Weights are float32 and batch norm is folded into the convolutions (the net is exported in
-    eval mode; its train/eval flags are left as they were): a lab FCN (tiny_vgg, 7 classes) is
-    about 3.4 MB, whatever its stride.
+    Batch norm is folded into the convolutions (the net is exported in eval mode; its
+    train/eval flags are left as they were): a lab FCN (tiny_vgg, 7 classes) is about 3.4 MB
+    with float32 weights, whatever its stride.
 
-    ``check`` (default) runs the file with onnxruntime before writing it and compares its
-    logits with the net's at the sizes of :data:`CHECK_SIZES` (within 1e-4): a graph that
+    ``stages`` adds, after ``"logits"``, the class-score maps of :func:`fusion_stages` as
+    outputs named as :meth:`FCN.score_maps` names them (FCN-8s: ``score_fr`` at stride 32,
+    ``upscore2``, ``score_pool4``, ``fuse_pool4`` at 16, ... ``fuse_pool3`` at 8): how the
+    live page shows the fusion step by step. ``half`` stores the weights as float16 (half the
+    bytes; the graph casts them back and computes in float32): every weight must already be a
+    float16 value, as in :func:`browser_net`'s copy of a net, so the file computes exactly
+    what that copy computes.
+
+    ``check`` (default) runs the file with onnxruntime before writing it and compares every
+    output with the net's at the sizes of :data:`CHECK_SIZES` (within 1e-4): a graph that
     works only at the size it was traced at raises RuntimeError and writes nothing. The file
     is written atomically: a failed export leaves what ``path`` held before.
 
@@ -176,29 +285,50 @@ def export_onnx(
     to each other's size by slicing), and the check above catches a net whose forward does not.
 
     Args:
-        model: an :class:`~fcnlib.models.FCN` (or any module mapping images to logits with an
-            ``in_channels`` attribute), float32, on any device.
+        model: an :class:`~fcnlib.models.FCN` (or, without ``stages``, any module mapping
+            images to logits with an ``in_channels`` attribute), float32, on any device.
         path: where to write, usually ``*.onnx``; missing folders are created.
         opset: the ONNX operator set (17 reads in onnxruntime 1.14 and later, browsers too).
         check: run the file with onnxruntime (CPU) before writing it.
+        stages: also output the score maps of the skip fusion.
+        half: store the weights as float16 (they must be float16 values already).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 9:
-        raise ValueError(f"opset must be an int >= 9 (FCN's ops need 9 at least), got {opset!r}")
-    _check_float32(model)
-    onnx_bytes = _trace(model, opset=opset)
-    if check:
-        _check_sizes(model, onnx_bytes, CHECK_SIZES)
-    return atomic_write(lambda f: f.write(onnx_bytes), Path(path))
+    data = onnx_bytes(model, opset=opset, check=check, stages=stages, half=half)
+    return atomic_write(lambda f: f.write(data), Path(path))
+
+
+def browser_net(net: FCN) -> FCN:
+    """A copy of ``net`` as the live pages run it: each batch norm folded into the convolution
+    before it, then every weight rounded to the nearest float16, in eval mode. The arithmetic
+    stays float32; :func:`export_onnx` with ``half=True`` stores these weights in half the
+    bytes, so the file computes what this copy computes (within 1e-4) and the page's labels can
+    be checked against it. How far the rounding moves the labels from ``net``'s is measured by
+    :func:`write_live_assets` (``bank.json``: ``agreement_with_float32``)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    copy = deepcopy(net).eval()
+    for module in copy.modules():
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, norm = module[i], module[i + 1]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+                module[i], module[i + 1] = fuse_conv_bn_eval(conv, norm), torch.nn.Identity()
+    with torch.no_grad():
+        for tensor in [*copy.parameters(), *copy.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return copy
 
 
 # ----------------------------------------------------------------------------------------------
 # The live pages' assets
 # ----------------------------------------------------------------------------------------------
 
-BANK_FORMAT = "fcnlib-live-bank/1"  # bank.json's "format": a page checks it before reading on
+BANK_FORMAT = "fcnlib-live-bank/2"  # bank.json's "format": a page checks it before reading on
 # The global that the scripts of write_files_script fill: file name -> its bytes, gzip, base64.
 _FILES_GLOBAL = "fcnLiveFiles"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -279,34 +409,43 @@ def _fallback_figure(image: torch.Tensor, maps: dict[str, torch.Tensor]) -> Any:
     return figure
 
 
-def _write_scenes(
-    folder: Path, rgb8: torch.Tensor, truth: torch.Tensor, labels: dict[str, torch.Tensor]
-) -> list[dict]:
-    """Write each scene's PNGs into ``folder/scenes``; return bank.json's entry for each."""
+def _png(save: Any) -> bytes:
+    buffer = io.BytesIO()
+    save(buffer)
+    return buffer.getvalue()
+
+
+def _scene_files(
+    rgb8: torch.Tensor, truth: torch.Tensor, labels: dict[str, torch.Tensor]
+) -> tuple[list[dict], dict[str, bytes]]:
+    """bank.json's entry for each scene, and the PNGs they name (file name -> bytes)."""
     from PIL import Image
 
-    (folder / "scenes").mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, files = [], {}
     for k in range(len(rgb8)):
         entry = {"image": f"scenes/{k:03d}.png", "truth": f"scenes/{k:03d}.truth.png"}
         entry["labels"] = {name: f"scenes/{k:03d}.{name}.png" for name in labels}
-        Image.fromarray(rgb8[k].permute(1, 2, 0).numpy()).save(folder / entry["image"])
+        image = Image.fromarray(rgb8[k].permute(1, 2, 0).numpy())
+        files[entry["image"]] = _png(lambda f, image=image: image.save(f, format="PNG"))
         maps = {entry["truth"]: truth[k]} | {entry["labels"][n]: v[k] for n, v in labels.items()}
         for file, label in maps.items():
-            save_label_png(label, folder / file)
+            files[file] = _png(lambda f, label=label: save_label_png(label, f))
         entries.append(entry)
-    return entries
+    return entries, files
 
 
 def _net_files(folder: Path, name: str, net: FCN) -> dict[str, Any]:
-    """Write ``NAME.onnx`` and ``NAME.onnx.js``; return bank.json's entry for the net."""
-    model = export_onnx(net, folder / f"{name}.onnx").read_bytes()
+    """Write ``NAME.onnx.js`` (the model, float16 weights, with its fusion stages as outputs,
+    in a script); return bank.json's entry for the net."""
+    model = onnx_bytes(net, stages=True, half=True)
     write_files_script(folder / f"{name}.onnx.js", {f"{name}.onnx": model})
     return {
         "name": name,
         "stride": getattr(net, "stride", None),
         "model": f"{name}.onnx",
         "script": f"{name}.onnx.js",
+        "outputs": [OUTPUT_NAME, *fusion_stages(net)],
+        "weights": "float16",
         "bytes": len(model),
         "sha256": hashlib.sha256(model).hexdigest(),
     }
@@ -316,41 +455,52 @@ def write_live_assets(
     folder: str | os.PathLike,
     models: Mapping[str, FCN],
     *,
-    scenes: int = 32,
+    scenes: int = 24,
     seed: int = 0,
     size: int = 128,
     split: str = "test",
 ) -> Path:
-    """Write the files of a live page's scene bank into ``folder``; return ``bank.json``'s path.
+    """Write the files of the live pages' scene bank into ``folder``; return ``bank.json``'s
+    path.
 
-    For each net ``NAME`` of ``models`` (e.g. ``{"FCN-32s": net32, "FCN-16s": net16,
-    "FCN-8s": net8}``, lab nets: RGB, the 7 classes of :data:`fcnlib.data.CLASSES`):
-    ``NAME.onnx`` (:func:`export_onnx`) and ``NAME.onnx.js`` (the same bytes as a script,
-    :func:`write_files_script`). For each of ``scenes`` lab scenes (``split``, ``seed``,
-    ``size`` x ``size``), numbered ``k`` = 000, 001, ...: ``scenes/k.png``, the image (8-bit
-    RGB); ``scenes/k.truth.png``, its ground truth; ``scenes/k.NAME.png``, each net's labels
-    computed by PyTorch on the 8-bit image, as the page computes them. Label maps are palette
-    PNGs of class ids (:func:`fcnlib.data.labels.save_label_png`; void 255), shown in VOC's
-    colours as in the chapters' figures. Then:
+    Each net of ``models`` (e.g. ``{"FCN-32s": net32, "FCN-16s": net16, "FCN-8s": net8}``,
+    lab nets: RGB, the 7 classes of :data:`fcnlib.data.CLASSES`) goes to the page as
+    :func:`browser_net` makes it (batch norm folded, weights rounded to float16) and as
+    ``NAME.onnx.js``: the ONNX model (:func:`export_onnx` with ``stages`` and ``half``) in a
+    script (:func:`write_files_script`), which a page loads from a server or from disk alike.
+    For each of ``scenes`` lab scenes (``split``, ``seed``, ``size`` x ``size``), numbered
+    ``k`` = 000, 001, ..., three kinds of PNG, in ``bank.js`` only: ``scenes/k.png``, the image
+    (8-bit RGB); ``scenes/k.truth.png``, its ground truth; ``scenes/k.NAME.png``, each net's
+    labels computed by PyTorch (the browser copy) on the 8-bit image, as the page computes
+    them. Label maps are palette PNGs of class
+    ids (:func:`fcnlib.data.labels.save_label_png`; void 255), in VOC's colours as in the
+    chapters' figures. Then:
 
     - ``bank.json``: ``format`` (:data:`BANK_FORMAT`), ``classes``, ``colors`` (one RGB per
       class: VOC's palette, as :func:`fcnlib.viz.colorize` draws them), ``void`` (id and
       colour), the graphs' ``input`` and ``output`` names, ``size``, ``split``, ``seed``,
-      ``nets`` (name, stride, model file, script, size and SHA-256 of the model) and
-      ``scenes`` (each one's image, truth and labels files);
-    - ``bank.js``: bank.json and every PNG above as one script, for a page opened from disk;
+      ``nets`` (name, stride, model and script files, outputs, size and SHA-256 of the model,
+      and ``agreement_with_float32``: the share of the bank's pixels that the browser copy
+      labels as the net itself does) and ``scenes`` (each one's image, truth and labels files);
+    - ``bank.js``: bank.json and every PNG above as one script (:func:`write_files_script`);
     - ``fallback.png``: scene 0, its ground truth and each net's labels in one row, for a page
       that cannot run the nets.
 
-    bank.json is written last: a folder with one holds a complete bank. About 3.4 MB per net as
-    ONNX, 4.5 MB as a script, and 60 kB per scene (128 x 128) in PNGs and script.
+    bank.json is written last: a folder with one holds a complete bank. About 2.2 MB per net
+    and 50 kB per scene (128 x 128).
     """
     _check_nets(models)
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     rgb8, images, truth = _quantized_scenes(split, size, scenes, seed)
-    labels = {name: _predict(net, images) for name, net in models.items()}
-    entries = _write_scenes(folder, rgb8, truth, labels)
-    nets = [_net_files(folder, name, net) for name, net in models.items()]
+    browser = {name: browser_net(net) for name, net in models.items()}
+    labels = {name: _predict(net, images) for name, net in browser.items()}
+    entries, pngs = _scene_files(rgb8, truth, labels)
+    nets = []
+    for name, net in browser.items():
+        entry = _net_files(folder, name, net)
+        same = (_predict(models[name], images) == labels[name]).float().mean()
+        nets.append(entry | {"agreement_with_float32": round(float(same), 6)})
     first = {"ground truth": truth[0]} | {name: v[0] for name, v in labels.items()}
     _fallback_figure(rgb8[0], first).save(folder / "fallback.png")
     palette = voc_palette()
@@ -368,8 +518,5 @@ def write_live_assets(
         "scenes": entries,
     }
     text = json.dumps(bank, indent=1)
-    pngs = [e["image"] for e in entries] + [e["truth"] for e in entries]
-    pngs += [file for e in entries for file in e["labels"].values()]
-    scripted = {"bank.json": text.encode()} | {f: (folder / f).read_bytes() for f in pngs}
-    write_files_script(folder / "bank.js", scripted)
+    write_files_script(folder / "bank.js", {"bank.json": text.encode()} | pngs)
     return atomic_write_text(text + "\n", folder / "bank.json")

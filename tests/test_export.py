@@ -4,6 +4,7 @@ scene bank holds what it says."""
 import base64
 import gzip
 import hashlib
+import io
 import json
 import re
 
@@ -22,7 +23,10 @@ from fcnlib.export import (
     BANK_FORMAT,
     INPUT_NAME,
     OUTPUT_NAME,
+    browser_net,
     export_onnx,
+    fusion_stages,
+    onnx_bytes,
     write_files_script,
     write_live_assets,
 )
@@ -163,38 +167,70 @@ def test_the_bank_lists_its_files_and_the_labs_colours(bank):
     assert data["void"] == {"id": 255, "color": [224, 224, 192]}
     assert [n["name"] for n in data["nets"]] == ["FCN-32s", "FCN-8s"]
     assert [n["stride"] for n in data["nets"]] == [32, 8]
+    assert data["nets"][0]["outputs"] == [OUTPUT_NAME, "score_fr"]
+    assert data["nets"][1]["outputs"][-3:] == ["upscore_pool4", "score_pool3", "fuse_pool3"]
     assert len(data["scenes"]) == 3
     scene = data["scenes"][2]
     listed = [scene["image"], scene["truth"], *scene["labels"].values()]
     assert listed == [f"scenes/002.{s}png" for s in ("", "truth.", "FCN-32s.", "FCN-8s.")]
-    assert all((folder / file).is_file() for file in listed)
+    files = _scripted(folder / "bank.js")
+    assert all(file in files for file in listed)
     for net in data["nets"]:
-        model = (folder / net["model"]).read_bytes()
-        assert net["sha256"] == hashlib.sha256(model).hexdigest()
-        assert _scripted(folder / net["script"]) == {net["model"]: model}
+        (model,) = _scripted(folder / net["script"]).values()
+        assert net["sha256"] == hashlib.sha256(model).hexdigest() and net["bytes"] == len(model)
+        assert 0.99 <= net["agreement_with_float32"] <= 1
     assert (folder / "fallback.png").is_file()
-
-
-def test_the_banks_labels_are_pytorchs_on_the_8_bit_scenes(bank):
-    folder, manifest, nets = bank
-    data = json.loads(manifest.read_text())
-    truth = ShapesDataset("test", size=64, length=3, seed=5).materialize()[1]
-    for k, scene in enumerate(data["scenes"]):
-        rgb8 = np.array(Image.open(folder / scene["image"]))  # (H, W, 3) uint8
-        image = torch.from_numpy(rgb8).permute(2, 0, 1).float().div(255).unsqueeze(0)
-        assert np.array_equal(np.array(Image.open(folder / scene["truth"])), truth[k].numpy())
-        for name, file in scene["labels"].items():
-            with torch.no_grad():
-                expected = nets[name](image).argmax(1)[0].numpy()
-            assert np.array_equal(np.array(Image.open(folder / file)), expected)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["bank.js", "bank.json", "fallback.png", "FCN-32s.onnx.js", "FCN-8s.onnx.js"]
+    )
 
 
 def test_the_bank_script_holds_bank_json_and_every_png(bank):
     folder, manifest, _ = bank
     files = _scripted(folder / "bank.js")
     assert files.pop("bank.json") == manifest.read_bytes().rstrip(b"\n")
-    assert len(files) == 3 * 4
-    assert all(data == (folder / name).read_bytes() for name, data in files.items())
+    assert len(files) == 3 * 4 and all(data[:8] == b"\x89PNG\r\n\x1a\n" for data in files.values())
+
+
+def test_the_banks_labels_are_the_browser_nets_on_the_8_bit_scenes(bank):
+    folder, manifest, nets = bank
+    data = json.loads(manifest.read_text())
+    files = _scripted(folder / "bank.js")
+    png = lambda name: np.array(Image.open(io.BytesIO(files[name])))  # noqa: E731
+    truth = ShapesDataset("test", size=64, length=3, seed=5).materialize()[1]
+    for k, scene in enumerate(data["scenes"]):
+        image = torch.from_numpy(png(scene["image"])).permute(2, 0, 1).float().div(255)
+        assert np.array_equal(png(scene["truth"]), truth[k].numpy())
+        for name, file in scene["labels"].items():
+            with torch.no_grad():
+                expected = browser_net(nets[name])(image[None]).argmax(1)[0].numpy()
+            assert np.array_equal(png(file), expected)
+
+
+def test_the_browser_copy_is_the_net_with_float16_weights(scored_lab_net, tmp_path):
+    net = scored_lab_net(8)
+    copy = browser_net(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    for t in copy.parameters():
+        assert torch.equal(t, t.half().float())
+    x = torch.rand(2, 3, 64, 80, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        near = (copy(x) - net(x)).abs().max()
+    assert 0 < near < 0.05  # rounded, not changed
+    # float16 weights: half the bytes, the copy's logits and every stage's scores within 1e-4
+    half = onnx_bytes(copy, stages=True, half=True)
+    assert len(half) < 0.55 * len(onnx_bytes(copy))
+    session = _session(half)
+    names = [o.name for o in session.get_outputs()]
+    assert names == [OUTPUT_NAME, *fusion_stages(copy)]
+    got = dict(zip(names, session.run(names, {INPUT_NAME: x.numpy()}), strict=True))
+    with torch.no_grad():
+        maps = copy.score_maps(x)
+    maps[OUTPUT_NAME] = maps["score"]
+    for name in names:
+        np.testing.assert_allclose(got[name], maps[name].numpy(), atol=TOLERANCE, rtol=0)
+    with pytest.raises(ValueError, match=r"not exactly a float16.*browser_net"):
+        onnx_bytes(net, half=True)  # the net itself: weights not rounded
 
 
 def test_bank_and_script_names_are_checked(tmp_path, scored_lab_net):

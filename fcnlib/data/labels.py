@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -73,7 +73,7 @@ def voc_palette(n: int = 256) -> torch.Tensor:
     return rgb.to(torch.uint8)
 
 
-def save_label_png(label: torch.Tensor, path: str | Path, *, atomic: bool = False) -> Path:
+def save_label_png(label: torch.Tensor, path: str | Path | BinaryIO, *, atomic: bool = False):
     """Write a label map ``(H, W)`` as VOC writes its ``SegmentationClass`` PNGs.
 
     A palette PNG (PIL mode ``"P"``): each pixel stores its class id (255: void), and the VOC
@@ -81,7 +81,8 @@ def save_label_png(label: torch.Tensor, path: str | Path, *, atomic: bool = Fals
     the ids back with ``np.array(Image.open(path))``. Ids must be in [0, 255].
     ``atomic=True`` writes a temporary file beside ``path`` and renames it over ``path``, so a
     crash never leaves half a file (nor destroys the one there); the default writes in place,
-    faster where many files are written at once (a dataset).
+    faster where many files are written at once (a dataset). ``path`` may also be a binary
+    file object (``io.BytesIO()``), which gets the PNG's bytes. Returns ``path``.
     """
     import numpy as np
     from PIL import Image
@@ -99,6 +100,9 @@ def save_label_png(label: torch.Tensor, path: str | Path, *, atomic: bool = Fals
         )
     png = Image.fromarray(label.cpu().numpy().astype(np.uint8))  # mode "L": the ids
     png.putpalette(voc_palette().numpy().tobytes())  # "L" -> "P": the ids now index colours
+    if hasattr(path, "write"):
+        png.save(path, format="PNG")
+        return path
     path = Path(path)
     if atomic:
         from fcnlib._io import atomic_write

@@ -302,14 +302,15 @@ def export_onnx(
 
 def browser_net(net: FCN) -> FCN:
     """A copy of ``net`` as the live pages run it: each batch norm folded into the convolution
-    before it, then every weight rounded to the nearest float16, in eval mode. The arithmetic
-    stays float32; :func:`export_onnx` with ``half=True`` stores these weights in half the
-    bytes, so the file computes what this copy computes (within 1e-4) and the page's labels can
-    be checked against it. How far the rounding moves the labels from ``net``'s is measured by
-    :func:`write_live_assets` (``bank.json``: ``agreement_with_float32``)."""
+    before it, then every weight rounded to the nearest float16; in eval mode, on the CPU (as
+    the page computes: float32, no TF32). The arithmetic stays float32: :func:`export_onnx`
+    with ``half=True`` stores these weights in half the bytes, so the file computes what this
+    copy computes (within 1e-4) and the page's labels can be checked against it. How far the
+    rounding moves the labels from ``net``'s is measured by :func:`write_live_assets`
+    (``bank.json``: ``agreement_with_float32``)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    copy = deepcopy(net).eval()
+    copy = deepcopy(net).cpu().eval()
     for module in copy.modules():
         if not isinstance(module, torch.nn.Sequential):
             continue

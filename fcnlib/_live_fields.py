@@ -145,7 +145,7 @@ def _gradients(
             inside[group[i][j], max(top, 0) : top + size, max(left, 0) : left + size] = True
     leak = (maps > 0) & ~inside
     if leak.any():
-        g, y, x_ = (int(v) for v in leak.nonzero()[0])
+        _, y, x_ = (int(v) for v in leak.nonzero()[0])
         raise RuntimeError(
             f"the gradient of a unit reaches input pixel ({y}, {x_}), outside its analytic "
             f"field ({rf.size:g} px, stride {rf.stride:g}, offset {rf.offset:g}): "
@@ -350,7 +350,8 @@ def write_fields_assets(
     files = {"fields.json": json.dumps(fields, separators=(",", ":")).encode()}
     files["fields-scene.png"] = _png(image.permute(1, 2, 0).contiguous())
     files |= {entry["atlas"]: _png(atlases[entry["name"]]) for entry in layers}
-    picks = [entry["name"] for entry in layers][-4::2] + [layers[-1]["name"]]
-    figure = _fallback_figure(image, layers, atlases, list(dict.fromkeys(picks)))
+    names = [entry["name"] for entry in layers]
+    picks = list(dict.fromkeys([*names[-4::2], names[-1]]))  # pool3, pool5, fc7 for a lab net
+    figure = _fallback_figure(image, layers, atlases, picks)
     atomic_write(lambda f: figure.save(f, format="PNG"), folder / "fields-fallback.png")
     return write_files_script(folder / "fields.js", files)

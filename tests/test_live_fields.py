@@ -289,7 +289,7 @@ def test_every_control_of_the_explorer(how, site, driver):
         view = driver.find_element(By.CSS_SELECTOR, '[data-demo="fields"] canvas')
         pick = Select(driver.find_element(By.CSS_SELECTOR, '[data-demo="fields"] select'))
         readout = driver.find_element(By.CSS_SELECTOR, '[data-demo="fields"] .fcn-fields-readout')
-        drawn = {call(driver, _PIXELS)}
+        drawn = [call(driver, _PIXELS)]  # pool3 first
         for name in LAYERS:
             before = call(driver, "return window.fcnFields.select({});")
             pick.select_by_value(name)
@@ -306,8 +306,9 @@ def test_every_control_of_the_explorer(how, site, driver):
             assert shown["clipped"] == (box[2] - box[0] + 1 < layer["size"])
             assert f"field {layer['size']:g} × {layer['size']:g} px" in readout.text
             assert shown["erf"]["nonzeroOutsideBox"] == 0
-            drawn.add(call(driver, _PIXELS))
-        assert len(drawn) == len(LAYERS) + 1  # each layer draws something else
+            drawn.append(call(driver, _PIXELS))
+            assert drawn[-1] != drawn[-2], name  # each layer draws something else
+        assert len(set(drawn)) == len(LAYERS)
         screenshot(driver, f"fields-fc7-{how}.png")
 
         # Real clicks on the scene, then clickAt: the nearest unit of pool3, its box and centre.

@@ -275,11 +275,9 @@ def _fallback_figure(image: torch.Tensor, layers: list[dict], atlases: dict, pic
         draw.text(
             (x + 2, h * zoom + 3), f"{name}: unit ({i}, {j}), field {rf.size:.0f} px", fill="black"
         )
-        draw.text(
-            (x + 2, h * zoom + 16),
-            f"stride {rf.stride:.0f} (box clipped to the image)",
-            fill="black",
-        )
+        clipped = (y0, x0, y1, x1) != (top, left, top + size, left + size)
+        said = f", {y1 - y0} x {x1 - x0} inside the image" if clipped else ""
+        draw.text((x + 2, h * zoom + 16), f"stride {rf.stride:.0f}{said}", fill="black")
     return figure
 
 
@@ -321,7 +319,7 @@ def write_fields_assets(
       the image, scaled to 255 at the unit's maximum;
 
     and ``fields-fallback.png``, three units' fields drawn with PIL, for a page that cannot
-    decompress the script. About 1 MB for a 128 x 128 scene, in about a second on a CPU.
+    decompress the script. About 0.9 MB for a 128 x 128 scene, in a few seconds on a CPU.
     """
     _check(net, image)
     if noise < 0:

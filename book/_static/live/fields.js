@@ -58,7 +58,8 @@
     const centre = [layer.offset + i * layer.stride, layer.offset + j * layer.stride];
     const [top, left] = centre.map((c) => Math.round(c - (layer.size - 1) / 2));
     const raw = [top, left, top + layer.size - 1, left + layer.size - 1];
-    const box = [Math.max(top, 0), Math.max(left, 0), Math.min(raw[2], h - 1), Math.min(raw[3], w - 1)];
+    const box = [Math.max(top, 0), Math.max(left, 0), Math.min(raw[2], h - 1),
+      Math.min(raw[3], w - 1)];
     return { centre, raw, box };
   }
 
@@ -233,7 +234,8 @@
       event.preventDefault();
       const [rows, cols] = state.layer.grid;
       const [di, dj] = moves[event.key];
-      select({ i: clamp(state.unit[0] + di, 0, rows - 1), j: clamp(state.unit[1] + dj, 0, cols - 1) });
+      const [i, j] = [state.unit[0] + di, state.unit[1] + dj];
+      select({ i: clamp(i, 0, rows - 1), j: clamp(j, 0, cols - 1) });
     });
     select({});
     return { layers: data.layers.map((layer) => layer.name), select, clickAt };

@@ -452,6 +452,14 @@ def _net_files(folder: Path, name: str, net: FCN) -> dict[str, Any]:
     }
 
 
+def _explorers(folder: Path, net: FCN, image: torch.Tensor) -> list[str]:
+    """Write the explorers' data for ``net`` (the finest) on ``image``; return their files."""
+    from fcnlib._live_fields import write_fields_assets
+
+    write_fields_assets(folder, net, image)
+    return ["fields.js", "fields-fallback.png"]
+
+
 def write_live_assets(
     folder: str | os.PathLike,
     models: Mapping[str, FCN],
@@ -482,7 +490,9 @@ def write_live_assets(
       colour), the graphs' ``input`` and ``output`` names, ``size``, ``split``, ``seed``,
       ``nets`` (name, stride, model and script files, outputs, size and SHA-256 of the model,
       and ``agreement_with_float32``: the share of the bank's pixels that the browser copy
-      labels as the net itself does) and ``scenes`` (each one's image, truth and labels files);
+      labels as the net itself does), ``scenes`` (each one's image, truth and labels files)
+      and ``files``, the explorers' data: ``fields.js`` and ``fields-fallback.png``
+      (:func:`fcnlib._live_fields.write_fields_assets`, on the finest net and scene 0);
     - ``bank.js``: bank.json and every PNG above as one script (:func:`write_files_script`);
     - ``fallback.png``: scene 0, its ground truth and each net's labels in one row, for a page
       that cannot run the nets.
@@ -504,6 +514,7 @@ def write_live_assets(
         nets.append(entry | {"agreement_with_float32": round(float(same), 6)})
     first = {"ground truth": truth[0]} | {name: v[0] for name, v in labels.items()}
     _fallback_figure(rgb8[0], first).save(folder / "fallback.png")
+    files = _explorers(folder, min(browser.values(), key=lambda net: net.stride), rgb8[0])
     palette = voc_palette()
     bank = {
         "format": BANK_FORMAT,
@@ -517,6 +528,7 @@ def write_live_assets(
         "seed": seed,
         "nets": nets,
         "scenes": entries,
+        "files": files,
     }
     text = json.dumps(bank, indent=1)
     write_files_script(folder / "bank.js", {"bank.json": text.encode()} | pngs)

@@ -182,7 +182,9 @@ def test_the_bank_lists_its_files_and_the_labs_colours(bank):
     assert (folder / "fallback.png").is_file()
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["bank.js", "bank.json", "fallback.png", "FCN-32s.onnx.js", "FCN-8s.onnx.js"]
+        + data["files"]
     )
+    assert data["files"] == ["fields.js", "fields-fallback.png"]
 
 
 def test_the_bank_script_holds_bank_json_and_every_png(bank):

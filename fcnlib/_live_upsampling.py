@@ -229,6 +229,7 @@ def write_upsampling_assets(folder: str | os.PathLike, net: torch.nn.Module, ima
     """
     from PIL import Image
 
+    _check_net(net)
     image = _check_image(image)
     cases = deconv_cases()
     stitch = stitch_case(net, image)

@@ -5,6 +5,7 @@ a local web server and from disk (file://)."""
 import base64
 import gzip
 import json
+import math
 import re
 import shutil
 import time
@@ -247,6 +248,20 @@ def _cell_colour(driver, row: int, col: int) -> list[int]:
     )
 
 
+def _click(driver, canvas, top: float, left: float) -> None:
+    """A real click at (top, left), fractions of the canvas' height and width. WebDriver's
+    offsets count from the floored centre of the element's box, which may sit at fractions of
+    a pixel: so the offsets are chosen to land on the rounded target."""
+    box = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]",
+        canvas,
+    )
+    x, y, w, h = box
+    dx = round(x + left * w) - math.floor(x + w / 2)
+    dy = round(y + top * h) - math.floor(y + h / 2)
+    ActionChains(driver).move_to_element_with_offset(canvas, dx, dy).click().perform()
+
+
 @browser
 @pytest.mark.slow  # a browser and two page loads: about 10 s on 2 CPU cores
 @pytest.mark.parametrize("how", ["server", "file"])
@@ -299,12 +314,7 @@ def test_every_control_shows_what_pytorch_computed(how, site, data, driver):
         driver.execute_script("window.fcnUpsampling.setDeconv({stride: 2, kernel: 3})")
         before = _pixels(driver, ".fcn-output-grid")
         cell = driver.find_element("css selector", ".fcn-input-grid")
-        step = cell.size["width"] / grid(2)
-        ActionChains(driver).move_to_element_with_offset(
-            cell,
-            int(-cell.size["width"] / 2 + 4.5 * step),
-            int(-cell.size["height"] / 2 + 1.5 * step),
-        ).click().perform()  # cell (1, 4)
+        _click(driver, cell, 1.5 / grid(2), 4.5 / grid(2))  # input cell (1, 4)
         text = driver.find_element("css selector", ".fcn-footprint").text
         top, left, bottom, right = data["deconv"]["2,3"]["ones"]["footprints"][1 * grid(2) + 4]
         assert f"({1}, {4})" in text and f"rows {top}–{bottom}, columns {left}–{right}" in text
@@ -337,14 +347,9 @@ def test_every_control_shows_what_pytorch_computed(how, site, data, driver):
         assert drawn == data["stitch"]["dense"]
         # clicking a pixel says which copy and cell it comes from
         canvas = driver.find_element("css selector", ".fcn-stitched")
-        scale = canvas.size["width"] / SIZE
         sources = stitch_sources(8, (SIZE, SIZE))
-        for y, x in [(37, 90), (0, 0), (127, 64)]:
-            ActionChains(driver).move_to_element_with_offset(
-                canvas,
-                int((x + 0.5) * scale - canvas.size["width"] / 2),
-                int((y + 0.5) * scale - canvas.size["height"] / 2),
-            ).click().perform()
+        for y, x in [(37, 90), (0, 0), (127, 64), (64, 127)]:
+            _click(driver, canvas, (y + 0.5) / SIZE, (x + 0.5) / SIZE)
             dy, dx, i, j = sources[y, x].tolist()
             text = driver.find_element("css selector", ".fcn-source").text
             assert f"Pixel ({y}, {x})" in text, text

@@ -37,6 +37,14 @@
     return a.map((v, c) => Math.round(v + (b[c] - v) * u));
   }
 
+  // The cell (column, row) of a columns x rows grid drawn over the whole canvas that a mouse
+  // event points at (from the canvas' box on screen: offsetX and offsetY are whole pixels).
+  function at(canvas, event, columns, rows) {
+    const box = canvas.getBoundingClientRect();
+    return [Math.floor(((event.clientX - box.left) / box.width) * columns),
+      Math.floor(((event.clientY - box.top) / box.height) * rows)];
+  }
+
   const number = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(2).replace(/0$/, ""));
 
   // ------------------------------------------------------------ (a) transposed convolution
@@ -183,9 +191,7 @@
 
     function pick(event) {
       const n = caseNow().c.grid;
-      const scale = input.width / input.clientWidth;
-      const x = Math.floor((event.offsetX * scale) / (input.width / n));
-      const y = Math.floor((event.offsetY * scale) / (input.width / n));
+      const [x, y] = at(input, event, n, n);
       if (x < 0 || y < 0 || x >= n || y >= n) return;
       if (state.cell && state.cell[0] === y && state.cell[1] === x) return;
       state.cell = [y, x];
@@ -195,8 +201,7 @@
     input.addEventListener("click", pick);
     output.addEventListener("mousemove", (event) => {
       const c = caseNow().c, side = c.output.length;
-      const cellPx = output.clientWidth / side;
-      const x = Math.floor(event.offsetX / cellPx), y = Math.floor(event.offsetY / cellPx);
+      const [x, y] = at(output, event, side, side);
       if (x >= 0 && y >= 0 && x < side && y < side) {
         output.title = `output (${y}, ${x}): ${number(c.output[y][x])}`;
       }
@@ -345,10 +350,8 @@
 
     for (const target of [sceneCanvas, stitched, bilinear, coarse]) {
       target.addEventListener("click", (event) => {
-        const scale = target.width / target.clientWidth;
-        const x = Math.min(w - 1, Math.floor(event.offsetX * scale));
-        const y = Math.min(h - 1, Math.floor(event.offsetY * scale));
-        pixelSource(Math.max(0, y), Math.max(0, x));
+        const [x, y] = at(target, event, w, h);
+        pixelSource(Math.min(h - 1, Math.max(0, y)), Math.min(w - 1, Math.max(0, x)));
       });
     }
     shifts.input.addEventListener("input", () => setShifts(Number(shifts.input.value)));

@@ -338,6 +338,7 @@ def test_every_control_shows_what_pytorch_computed(how, site, data, driver):
             "n": 8,
             "filled": total // 8,
         }
+        driver.execute_script("document.querySelector('.fcn-stitch').scrollIntoView()")
         screenshot(driver, f"upsampling-{how}-8-copies.png")
         # all 64 copies: the stitched labels drawn are Python's
         call(driver, "return window.fcnUpsampling.setShifts(64)")
@@ -358,6 +359,7 @@ def test_every_control_shows_what_pytorch_computed(how, site, data, driver):
             assert got == {"dy": dy, "dx": dx, "i": i, "j": j}
         agree = driver.find_element("css selector", ".fcn-agree").text
         assert f"{data['stitch']['agree']:,} of {total:,}" in agree
+        driver.execute_script("document.querySelector('.fcn-stitch').scrollIntoView()")
         screenshot(driver, f"upsampling-{how}-clicked.png")
         assert not console_errors(driver)
 

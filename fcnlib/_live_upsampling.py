@@ -46,13 +46,21 @@ def interior(n: int, s: int, k: int) -> tuple[int, int]:
     """First and last output row of ``conv_transpose2d`` (stride ``s``, kernel ``k``, padding 0)
     of an ``n``-row input whose every kernel tap has an input row: the rows a larger input
     would give the same values. Output row ``o`` reads input rows ``i`` with
-    ``0 <= o - s i < k``; all of them exist for ``k - s <= o <= s n - 1``."""
+    ``0 <= o - s i < k``; all of them exist for ``k - s <= o <= s n - 1``.
+
+    >>> interior(6, 2, 3)  # the output has 2 * 5 + 3 = 13 rows; rows 0 and 12 miss a tap
+    (1, 11)
+    """
     return max(0, k - s), min(s * n - 1, s * (n - 1) + k - 1)
 
 
 def grid(s: int) -> int:
     """The side of the deconvolution's input at stride ``s``: at least :data:`GRID`, and large
-    enough for the interior to hold two periods (``2 s`` rows) at the largest kernel."""
+    enough for the interior to hold two periods (``2 s`` rows) at the largest kernel.
+
+    >>> [grid(s) for s in STRIDES]
+    [9, 6, 6, 6]
+    """
     return max(GRID, -(-(max(KERNELS) + s) // s))  # b - a + 1 = s n - k + s >= 2 s
 
 
@@ -103,7 +111,11 @@ def deconv_cases() -> dict[str, dict[str, dict[str, Any]]]:
 def copy_order(f: int) -> list[list[int]]:
     """The ``f**2`` copies ``[dy, dx]`` in the order the page adds them: coarse to fine, so that
     every prefix spreads evenly over the image (the shift's bits reversed, as in interlaced
-    images), e.g. for f = 2: (0, 0), (1, 1), (0, 1), (1, 0)."""
+    images).
+
+    >>> copy_order(2)
+    [[0, 0], [1, 1], [0, 1], [1, 0]]
+    """
     bits = (f - 1).bit_length()
     if 1 << bits != f:
         raise ValueError(f"f must be a power of 2, got {f}")
@@ -225,7 +237,11 @@ def write_upsampling_assets(folder: str | os.PathLike, net: torch.nn.Module, ima
     ``classes``, ``colors`` (VOC's, one RGB per class), ``void``, ``fcnKernels`` (the kernel
     size :func:`~fcnlib.upsample.upsample_params` gives each stride), ``deconv``
     (:func:`deconv_cases`) and ``stitch`` (:func:`stitch_case`). Label maps hold class ids,
-    void 255. About 60 kB for a 128 x 128 scene.
+    void 255. About 64 kB for a 128 x 128 scene. For the book::
+
+        net = fcn("tiny_vgg", n_classes=7, stride=8, pretrained=True)  # or a trained FCN-8s
+        scene = ShapesDataset("test", size=128, length=1, seed=0)[0][0]
+        write_upsampling_assets("book/_static/live/models", net, (scene * 255).round().byte())
     """
     from PIL import Image
 

@@ -159,8 +159,9 @@
           `k = ${k} is a multiple of s = ${s}, so (k / s)² = ${(k / s) ** 2} copies cover each pixel.`;
       } else {
         text = `${where} is a checkerboard: from ${number(c.min)} to ${number(c.max)} kernel ` +
-          `copies per pixel. k = ${k} is not a multiple of s = ${s}, so the copies overlap ` +
-          "more on some rows and columns than on others.";
+          `copies per pixel. k = ${k} is not a multiple of s = ${s}, so ` + (k < s ?
+          "the copies leave gaps: some pixels get none." :
+          "the copies overlap more on some rows and columns than on others.");
       }
       verdict.textContent = text;
       verdict.dataset.even = String(c.interiorEven);

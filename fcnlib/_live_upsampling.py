@@ -202,7 +202,7 @@ def _fallback_figure(cases: dict, stitch: dict, image: torch.Tensor) -> Any:
         ("ones, s = 2, k = 4", cases["2,4"]["ones"]),
         ("bilinear, s = 2, k = 4", cases["2,4"]["bilinear"]),
     ]
-    figure = Figure(figsize=(14, 3.2), dpi=80)
+    figure = Figure(figsize=(14, 2.6), dpi=80)
     axes = figure.subplots(1, 7)
     for ax, (title, case) in zip(axes, shown, strict=False):
         ax.imshow(case["output"], cmap="Blues", vmin=0)

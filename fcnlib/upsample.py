@@ -51,6 +51,7 @@ __all__ = [
     "init_bilinear_",
     "rarefy",
     "shift_and_stitch",
+    "stitch_sources",
     "upsample_params",
 ]
 
@@ -262,6 +263,21 @@ def shift_and_stitch(
     stacked = torch.stack(outs, dim=2)  # (N, K, f*f, hp/f, wp/f); copy (dy, dx) at dy*f + dx
     # pixel_shuffle puts channel k*f*f + dy*f + dx, cell (i, j) at (i*f + dy, j*f + dx)
     return F.pixel_shuffle(stacked.flatten(1, 2), f)[..., :h, :w]
+
+
+def stitch_sources(f: int, size: tuple[int, int]) -> torch.Tensor:
+    """For each pixel ``(p, q)`` of a dense ``(H, W)`` output of :func:`shift_and_stitch`, the
+    copy and cell it comes from: ``(H, W, 4)`` int64 holding ``(dy, dx, i, j)``.
+
+    Cell ``(i, j)`` of copy ``(dy, dx)`` (the input shifted up by ``dy``, left by ``dx``) lands
+    at pixel ``(f i + dy, f j + dx)``, so ``p = f i + dy`` and ``q = f j + dx``.
+
+    >>> stitch_sources(2, (4, 4))[1, 3].tolist()  # pixel (1, 3): copy (1, 1), cell (0, 1)
+    [1, 1, 0, 1]
+    """
+    _check_count("f", f)
+    p, q = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
+    return torch.stack([p % f, q % f, p // f, q // f], dim=-1)
 
 
 # ---------------------------------------------------------------------------------------- cost

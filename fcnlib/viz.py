@@ -848,8 +848,9 @@ def _stitch_sources(f: int, n: int) -> torch.Tensor:
     >>> _stitch_sources(2, 2)[1, 3].tolist()  # pixel (1, 3): copy (1, 1), cell (0, 1)
     [1, 1, 0, 1]
     """
-    p, q = torch.meshgrid(torch.arange(f * n), torch.arange(f * n), indexing="ij")
-    return torch.stack([p % f, q % f, p // f, q // f], dim=-1)  # p = f i + dy, q = f j + dx
+    from fcnlib.upsample import stitch_sources
+
+    return stitch_sources(f, (f * n, f * n))
 
 
 def draw_shift_and_stitch(f: int = 2, *, n: int = 2, ax: Axes | None = None) -> Figure:

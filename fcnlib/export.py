@@ -455,9 +455,14 @@ def _net_files(folder: Path, name: str, net: FCN) -> dict[str, Any]:
 def _explorers(folder: Path, net: FCN, image: torch.Tensor) -> list[str]:
     """Write the explorers' data for ``net`` (the finest) on ``image``; return their files."""
     from fcnlib._live_fields import write_fields_assets
+    from fcnlib._live_upsampling import write_upsampling_assets
 
     write_fields_assets(folder, net, image)
-    return ["fields.js", "fields-fallback.png"]
+    files = ["fields.js", "fields-fallback.png"]
+    if net.stride == 8:  # shift-and-stitch of its stride-8 scores
+        write_upsampling_assets(folder, net, image)
+        files += ["upsampling.js", "upsampling-fallback.png"]
+    return files
 
 
 def write_live_assets(
@@ -491,8 +496,10 @@ def write_live_assets(
       ``nets`` (name, stride, model and script files, outputs, size and SHA-256 of the model,
       and ``agreement_with_float32``: the share of the bank's pixels that the browser copy
       labels as the net itself does), ``scenes`` (each one's image, truth and labels files)
-      and ``files``, the explorers' data: ``fields.js`` and ``fields-fallback.png``
-      (:func:`fcnlib._live_fields.write_fields_assets`, on the finest net and scene 0);
+      and ``files``, the explorers' data, from the finest net and scene 0: ``fields.js``
+      and ``fields-fallback.png`` (:func:`fcnlib._live_fields.write_fields_assets`) and, for
+      a net of stride 8, ``upsampling.js`` and ``upsampling-fallback.png``
+      (:func:`fcnlib._live_upsampling.write_upsampling_assets`);
     - ``bank.js``: bank.json and every PNG above as one script (:func:`write_files_script`);
     - ``fallback.png``: scene 0, its ground truth and each net's labels in one row, for a page
       that cannot run the nets.

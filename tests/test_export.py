@@ -184,7 +184,9 @@ def test_the_bank_lists_its_files_and_the_labs_colours(bank):
         ["bank.js", "bank.json", "fallback.png", "FCN-32s.onnx.js", "FCN-8s.onnx.js"]
         + data["files"]
     )
-    assert data["files"] == ["fields.js", "fields-fallback.png"]
+    assert data["files"] == [
+        "fields.js", "fields-fallback.png", "upsampling.js", "upsampling-fallback.png"
+    ]  # fmt: skip
 
 
 def test_the_bank_script_holds_bank_json_and_every_png(bank):

@@ -6,8 +6,9 @@
 #   make test-bf16   chapter 6 under nbval with bf16 autocast on the CPU (FCN_CPU_BF16=1: the
 #               path a GPU takes; about 7 minutes); the unit tests check its rule on a small net
 #   make book   the public Jupyter Book in _build/html, executing the chapters, zero warnings
-#               allowed, then no broken internal link (book/check_links.py) and no graded
-#               exercise's solution or hidden test on its pages (book/check_public.py)
+#               allowed, then no broken internal link (book/check_links.py), no graded
+#               exercise's solution or hidden test on its pages (book/check_public.py), and
+#               the live page run in headless Chromium (tests/test_live_book.py)
 #   make book-instructor   the instructors' edition, every solution shown, in
 #               _build/instructor/_build/html (not published)
 #   make lab    JupyterLab on the chapters, as learners see them: MyST rendered (jupyterlab-myst),
@@ -56,6 +57,9 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	$(BIN)/python book/check_links.py _build/html
 	$(BIN)/python book/check_public.py _build/html
+	@# the published live page in headless Chromium: the chapters' nets label every scene as
+	@# PyTorch does (skipped, saying so, without Chromium)
+	$(BIN)/python -m pytest tests/test_live_book.py -q -rs
 
 book-instructor: $(STAMP)
 	@# the same chapters' executions (the cache in _build/.jupyter_cache), solutions shown

@@ -52,7 +52,6 @@ __all__ = [
     "OUTPUT_NAME",
     "browser_net",
     "export_onnx",
-    "fusion_stages",
     "onnx_bytes",
     "write_files_script",
     "write_live_assets",
@@ -98,20 +97,6 @@ class _WithStages(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         maps = self.net.score_maps(x)
         return (maps["score"], *(maps[name] for name in self.names))
-
-
-def fusion_stages(net: FCN) -> list[str]:
-    """The names of ``net``'s class-score maps between its last layer and its final
-    upsampling, coarse to fine, as :meth:`FCN.score_maps` names them: ``score_fr``, then for
-    each skip the 2x upsampled scores, the skip's own scores and their sum (FCN-8s:
-    ``score_fr, upscore2, score_pool4, fuse_pool4, upscore_pool4, score_pool3, fuse_pool3``)."""
-    from fcnlib.models import _POOL_NAME
-
-    names = ["score_fr"]
-    for s in net.skip_strides:
-        pool = _POOL_NAME[s]
-        names += [net._up_name(s), f"score_{pool}", f"fuse_{pool}"]
-    return names
 
 
 def _trace(model: torch.nn.Module, *, opset: int, outputs: Sequence[str]) -> bytes:
@@ -233,7 +218,7 @@ def onnx_bytes(
     traced: torch.nn.Module = model
     outputs = [OUTPUT_NAME]
     if stages:
-        traced = _WithStages(model, fusion_stages(model))
+        traced = _WithStages(model, model.fusion_stages())
         outputs += traced.names
     data = _trace(traced, opset=opset, outputs=outputs)
     if half:
@@ -262,7 +247,7 @@ def export_onnx(
     train/eval flags are left as they were): a lab FCN (tiny_vgg, 7 classes) is about 3.4 MB
     with float32 weights, whatever its stride.
 
-    ``stages`` adds, after ``"logits"``, the class-score maps of :func:`fusion_stages` as
+    ``stages`` adds, after ``"logits"``, the class-score maps of :meth:`FCN.fusion_stages` as
     outputs named as :meth:`FCN.score_maps` names them (FCN-8s: ``score_fr`` at stride 32,
     ``upscore2``, ``score_pool4``, ``fuse_pool4`` at 16, ... ``fuse_pool3`` at 8): how the
     live page shows the fusion step by step. ``half`` stores the weights as float16 (half the
@@ -445,7 +430,7 @@ def _net_files(folder: Path, name: str, net: FCN) -> dict[str, Any]:
         "stride": getattr(net, "stride", None),
         "model": f"{name}.onnx",
         "script": f"{name}.onnx.js",
-        "outputs": [OUTPUT_NAME, *fusion_stages(net)],
+        "outputs": [OUTPUT_NAME, *net.fusion_stages()],
         "weights": "float16",
         "bytes": len(model),
         "sha256": hashlib.sha256(model).hexdigest(),

@@ -401,6 +401,17 @@ class FCN(nn.Module):
         maps["score"] = _crop(out, self.crop_offsets[self.final_name], h, w)  # (N, C, H, W)
         return maps
 
+    def fusion_stages(self) -> list[str]:
+        """The names :meth:`score_maps` gives the class-score maps between the last layer and
+        the final upsampling, coarse to fine: ``score_fr``, then for each skip the 2x upsampled
+        scores, the skip's own scores and their sum (FCN-8s: ``score_fr, upscore2,
+        score_pool4, fuse_pool4, upscore_pool4, score_pool3, fuse_pool3``)."""
+        names = ["score_fr"]
+        for s in self.skip_strides:
+            pool = _POOL_NAME[s]
+            names += [self._up_name(s), f"score_{pool}", f"fuse_{pool}"]
+        return names
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, n_classes, H, W)`` for images ``(N, in_channels, H, W)`` in [0, 1]."""
         return self.score_maps(x)["score"]

@@ -25,7 +25,6 @@ from fcnlib.export import (
     OUTPUT_NAME,
     browser_net,
     export_onnx,
-    fusion_stages,
     onnx_bytes,
     write_files_script,
     write_live_assets,
@@ -226,7 +225,7 @@ def test_the_browser_copy_is_the_net_with_float16_weights(scored_lab_net, tmp_pa
     assert len(half) < 0.55 * len(onnx_bytes(copy))
     session = _session(half)
     names = [o.name for o in session.get_outputs()]
-    assert names == [OUTPUT_NAME, *fusion_stages(copy)]
+    assert names == [OUTPUT_NAME, *copy.fusion_stages()]
     got = dict(zip(names, session.run(names, {INPUT_NAME: x.numpy()}), strict=True))
     with torch.no_grad():
         maps = copy.score_maps(x)

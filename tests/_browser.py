@@ -94,3 +94,25 @@ def screenshot(driver, name: str) -> Path:
     path = SHOTS / name
     driver.save_screenshot(str(path))
     return path
+
+
+def fallback_shown(driver, url: str, demo: str, removed: tuple[str, ...]) -> dict | None:
+    """Open ``url`` in a browser without the globals ``removed`` (``"WebAssembly"``,
+    ``"DecompressionStream"``) and return the fallback figure that ``demo``'s container shows
+    instead: ``{"width": its natural width, "text": the message with it}``, or None."""
+    source = " ".join(f"delete window.{name};" for name in removed)
+    added = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
+    try:
+        driver.get(url)
+        return driver.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            const img = document.querySelector(`[data-demo="${arguments[0]}"] .fcn-fallback img`);
+            if (!img) return done(null);
+            const report = () => done({width: img.naturalWidth, text: img.parentNode.innerText});
+            img.complete ? report() : (img.onload = img.onerror = report);
+            """,
+            demo,
+        )
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", added)

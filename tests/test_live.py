@@ -20,7 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _browser import LIVE, ROOT, SHOTS, browser, call, console_errors, screenshot, serve
+from _browser import (
+    LIVE,
+    ROOT,
+    SHOTS,
+    browser,
+    call,
+    console_errors,
+    fallback_shown,
+    screenshot,
+    serve,
+)
 from PIL import Image
 
 from fcnlib.export import browser_net, write_live_assets
@@ -270,22 +280,8 @@ def _wait(driver, script: str, timeout: float = 30.0):
 @browser
 @pytest.mark.slow
 def test_without_webassembly_the_page_shows_the_figure(site, driver):
-    added = driver.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.WebAssembly;"}
-    )
-    try:
-        driver.get(site[0].joinpath("segment.html").as_uri())
-        shown = driver.execute_async_script(
-            """
-            const done = arguments[arguments.length - 1];
-            const img = document.querySelector(".fcn-live .fcn-fallback img");
-            if (!img) return done(null);
-            const report = () => done({width: img.naturalWidth, text: img.parentNode.innerText});
-            img.complete ? report() : (img.onload = img.onerror = report);
-            """
-        )
-    finally:
-        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", added)
+    url = site[0].joinpath("segment.html").as_uri()
+    shown = fallback_shown(driver, url, "segment", ("WebAssembly",))
     assert shown is not None and shown["width"] > 0
     assert "WebAssembly" in shown["text"]
     screenshot(driver, "segment-fallback.png")

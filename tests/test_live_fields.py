@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _browser import LIVE, browser, call, console_errors, screenshot, serve
+from _browser import LIVE, browser, call, console_errors, fallback_shown, screenshot, serve
 from PIL import Image
 from torch import nn
 
@@ -353,23 +353,9 @@ def test_every_control_of_the_explorer(how, site, driver):
 @browser
 @pytest.mark.slow
 def test_without_decompression_the_page_shows_the_figure(site, driver):
-    added = driver.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument",
-        {"source": "delete window.DecompressionStream; delete window.WebAssembly;"},
-    )
-    try:
-        driver.get((site / "fields.html").as_uri())
-        shown = driver.execute_async_script(
-            """
-            const done = arguments[arguments.length - 1];
-            const img = document.querySelector('[data-demo="fields"] .fcn-fallback img');
-            if (!img) return done(null);
-            const report = () => done({width: img.naturalWidth, text: img.parentNode.innerText});
-            img.complete ? report() : (img.onload = img.onerror = report);
-            """
-        )
-    finally:
-        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", added)
+    url = (site / "fields.html").as_uri()
+    removed = ("DecompressionStream", "WebAssembly")
+    shown = fallback_shown(driver, url, "fields", removed)
     assert shown is not None and shown["width"] > 0
     assert "DecompressionStream" in shown["text"]
     with pytest.raises(AssertionError, match="no DecompressionStream"):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _browser import LIVE, browser, call, console_errors, screenshot, serve
+from _browser import LIVE, browser, call, console_errors, fallback_shown, screenshot, serve
 from selenium.webdriver import ActionChains
 from torch.testing import assert_close
 
@@ -367,23 +367,9 @@ def test_every_control_shows_what_pytorch_computed(how, site, data, driver):
 @browser
 @pytest.mark.slow
 def test_without_decompression_the_page_shows_the_figure(site, driver):
-    added = driver.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument",
-        {"source": "delete window.DecompressionStream; delete window.WebAssembly;"},
-    )
-    try:
-        driver.get((site / "upsampling.html").as_uri())
-        shown = driver.execute_async_script(
-            """
-            const done = arguments[arguments.length - 1];
-            const img = document.querySelector("[data-demo=upsampling] .fcn-fallback img");
-            if (!img) return done(null);
-            const report = () => done({width: img.naturalWidth, text: img.parentNode.innerText});
-            img.complete ? report() : (img.onload = img.onerror = report);
-            """
-        )
-        screenshot(driver, "upsampling-fallback.png")
-    finally:
-        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", added)
+    url = (site / "upsampling.html").as_uri()
+    removed = ("DecompressionStream", "WebAssembly")
+    shown = fallback_shown(driver, url, "upsampling", removed)
+    screenshot(driver, "upsampling-fallback.png")
     assert shown is not None and shown["width"] > 0
     assert "DecompressionStream" in shown["text"]

@@ -437,6 +437,22 @@ def _net_files(folder: Path, name: str, net: FCN) -> dict[str, Any]:
     }
 
 
+def _fusion_figure(net: FCN, image: torch.Tensor) -> Any:
+    """The fallback of the fusion demo: ``image`` and the labels of each of ``net``'s fused
+    score maps, coarse to fine, then its output, each map's cells drawn as blocks."""
+    with torch.no_grad():
+        maps = net.score_maps(image[None].float() / 255)
+    names = [n for n in net.fusion_stages() if n == "score_fr" or n.startswith("fuse_")]
+    h, w = image.shape[-2:]
+    labels = {}
+    for name in [*names, "score"]:
+        coarse = maps[name].argmax(1, keepdim=True).float()
+        labels[name if name != "score" else "output"] = torch.nn.functional.interpolate(
+            coarse, size=(h, w), mode="nearest"
+        )[0, 0].long()
+    return _fallback_figure(image, labels)
+
+
 def _explorers(folder: Path, net: FCN, image: torch.Tensor) -> list[str]:
     """Write the explorers' data for ``net`` (the finest) on ``image``; return their files."""
     from fcnlib._live_fields import write_fields_assets
@@ -481,7 +497,8 @@ def write_live_assets(
       ``nets`` (name, stride, model and script files, outputs, size and SHA-256 of the model,
       and ``agreement_with_float32``: the share of the bank's pixels that the browser copy
       labels as the net itself does), ``scenes`` (each one's image, truth and labels files)
-      and ``files``, the explorers' data, from the finest net and scene 0: ``fields.js``
+      and ``files``, the other demos' data, from the finest net and scene 0:
+      ``fusion-fallback.png`` (the fusion's stages, for a page that cannot run it), ``fields.js``
       and ``fields-fallback.png`` (:func:`fcnlib._live_fields.write_fields_assets`) and, for
       a net of stride 8, ``upsampling.js`` and ``upsampling-fallback.png``
       (:func:`fcnlib._live_upsampling.write_upsampling_assets`);
@@ -506,7 +523,9 @@ def write_live_assets(
         nets.append(entry | {"agreement_with_float32": round(float(same), 6)})
     first = {"ground truth": truth[0]} | {name: v[0] for name, v in labels.items()}
     _fallback_figure(rgb8[0], first).save(folder / "fallback.png")
-    files = _explorers(folder, min(browser.values(), key=lambda net: net.stride), rgb8[0])
+    finest = min(browser.values(), key=lambda net: net.stride)
+    _fusion_figure(finest, rgb8[0]).save(folder / "fusion-fallback.png")
+    files = ["fusion-fallback.png", *_explorers(folder, finest, rgb8[0])]
     palette = voc_palette()
     bank = {
         "format": BANK_FORMAT,

@@ -184,7 +184,8 @@ def test_the_bank_lists_its_files_and_the_labs_colours(bank):
         + data["files"]
     )
     assert data["files"] == [
-        "fields.js", "fields-fallback.png", "upsampling.js", "upsampling-fallback.png"
+        "fusion-fallback.png", "fields.js", "fields-fallback.png", "upsampling.js",
+        "upsampling-fallback.png",
     ]  # fmt: skip
 
 

@@ -284,4 +284,9 @@ def test_without_webassembly_the_page_shows_the_figure(site, driver):
     shown = fallback_shown(driver, url, "segment", ("WebAssembly",))
     assert shown is not None and shown["width"] > 0
     assert "WebAssembly" in shown["text"]
+    fusion = driver.execute_script(
+        "const img = document.querySelector('[data-demo=\"fusion\"] .fcn-fallback img');"
+        "return img && [img.naturalWidth, img.getAttribute('src')];"
+    )
+    assert fusion[0] > 0 and fusion[1].endswith("models/fusion-fallback.png")
     screenshot(driver, "segment-fallback.png")

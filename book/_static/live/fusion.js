@@ -43,8 +43,9 @@
   function mount({ node, root }) {
     if (!core.canRun) {
       core.fallback(root, node, "This browser cannot run the net here (it lacks WebAssembly or " +
-        "DecompressionStream). The chapter's figure shows the fusion on the lab's scenes.",
-      "fallback.png", "A lab scene, its ground truth, and each net's labels, computed with PyTorch");
+        "DecompressionStream). Here are its fusion's stages on one scene, computed with PyTorch:",
+      "fusion-fallback.png", "A lab scene and the labels of FCN-8s's scores at stride 32, 16 " +
+        "and 8 and of its output, computed with PyTorch");
       return null;
     }
     const back = element("button", { type: "button", textContent: "◀ Previous step", disabled: true });
@@ -117,8 +118,9 @@
     const api = { ready: shown.then((live) => { api.steps = live.steps.length; }), step, use };
     shown.catch((error) => {
         console.error(error);
-        core.fallback(root, node, `The net could not run here (${error.message}).`,
-          "fallback.png", "A lab scene, its ground truth, and each net's labels");
+        core.fallback(root, node, `The net could not run here (${error.message}). Here are ` +
+          "its fusion's stages on one scene, computed with PyTorch:", "fusion-fallback.png",
+        "A lab scene and the labels of FCN-8s's fused scores and output, computed with PyTorch");
       });
     return api;
   }

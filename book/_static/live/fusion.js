@@ -115,7 +115,11 @@
       if (!state.maps) await use(await core.pngPixels(live.bank.scenes[0].image));
       return live;
     });
-    const api = { ready: shown.then((live) => { api.steps = live.steps.length; }), step, use };
+    const api = {
+      ready: shown.then((live) => { api.steps = live.steps.length; }),
+      step: async (n) => { await shown; return step(n); }, // the scene's maps first
+      use,
+    };
     shown.catch((error) => {
         console.error(error);
         core.fallback(root, node, `The net could not run here (${error.message}). Here are ` +
